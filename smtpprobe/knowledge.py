@@ -1,0 +1,325 @@
+"""Find, load and validate the knowledge base (`knowledge/*.toml`) into a `KnowledgeBase`.
+
+The knowledge base is data: each rule says which replies it explains (stage, code, enhanced
+code, text pattern, or a failure without reply), what they mean (category, retry) and what to
+do (cause and remedy in English and German). Loading checks every field and names the file and
+rule id of any mistake. docs/knowledge.md describes the format.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .models import Category, FailureKind, LocalText, Severity, Stage
+
+ENV_VAR = "SMTPPROBE_KNOWLEDGE"
+LANGS = ("en", "de")
+_ID = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$")
+_ENHANCED_PATTERN = re.compile(r"^([245*])\.(\d{1,3})(?:\.(\d{1,3}))?$")
+_RULE_KEYS = {
+    "id", "category", "stages", "codes", "classes", "enhanced", "pattern", "failures",
+    "retryable", "severity", "priority", "title", "cause", "remedy", "references", "examples",
+    "correction", "fallback",
+}
+
+
+class KnowledgeError(Exception):
+    """The knowledge base is missing or broken; the message names the file and rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnhancedPattern:
+    """An enhanced-code condition: class ('*' for any), subject, and optionally detail."""
+
+    klass: str
+    subject: int
+    detail: int | None
+
+    def matches(self, enhanced: str) -> bool:
+        parts = enhanced.split(".")
+        if len(parts) != 3:
+            return False
+        if self.klass != "*" and parts[0] != self.klass:
+            return False
+        if int(parts[1]) != self.subject:
+            return False
+        return self.detail is None or int(parts[2]) == self.detail
+
+    @property
+    def specificity(self) -> int:
+        return (30 if self.detail is not None else 15) + (1 if self.klass != "*" else 0)
+
+    def __str__(self) -> str:
+        tail = f".{self.detail}" if self.detail is not None else ""
+        return f"{self.klass}.{self.subject}{tail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A reply (or a failure without reply) that must classify to the rule holding it."""
+
+    stage: Stage | None
+    reply: str | None = None
+    failure: FailureKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    category: Category
+    title: LocalText
+    cause: LocalText
+    remedy: LocalText
+    references: tuple[str, ...]
+    examples: tuple[Example, ...]
+    source: str  # file the rule came from, for messages
+    stages: frozenset[Stage] = frozenset()
+    codes: frozenset[int] = frozenset()
+    classes: frozenset[int] = frozenset()
+    enhanced: tuple[EnhancedPattern, ...] = ()
+    pattern: re.Pattern[str] | None = None
+    failures: frozenset[FailureKind] = frozenset()
+    retryable: bool | None = None
+    severity: Severity | None = None
+    priority: int = 0
+    correction: LocalText | None = None
+    fallback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeBase:
+    rules: tuple[Rule, ...]
+    fallback: Rule
+    location: str
+
+    def by_id(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+
+# --- locating ------------------------------------------------------------------------------
+
+
+def find_knowledge_dir(explicit: str | os.PathLike[str] | None = None,
+                       *, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the knowledge base lives: --knowledge, $SMTPPROBE_KNOWLEDGE, the copy packaged in
+    the wheel (`smtpprobe/_knowledge`), then `<repo>/knowledge` (editable installs)."""
+    env = os.environ if environ is None else environ
+    candidates: list[Path] = []
+    if explicit is not None:
+        candidates.append(Path(explicit))
+    elif env.get(ENV_VAR):
+        candidates.append(Path(env[ENV_VAR]))
+    else:
+        here = Path(__file__).resolve().parent
+        candidates += [here / "_knowledge", here.parent / "knowledge"]
+        for path in candidates:
+            if path.is_dir():
+                return path
+        raise KnowledgeError(
+            f"no knowledge base found (looked in {', '.join(str(c) for c in candidates)})"
+        )
+    path = candidates[0]
+    if not path.is_dir():
+        raise KnowledgeError(f"knowledge directory {path} does not exist")
+    return path
+
+
+def load(explicit: str | os.PathLike[str] | None = None,
+         *, environ: Mapping[str, str] | None = None) -> KnowledgeBase:
+    """Find and load the knowledge base; raises KnowledgeError with a one-line reason."""
+    directory = find_knowledge_dir(explicit, environ=environ)
+    files = sorted(directory.rglob("*.toml"))
+    if not files:
+        raise KnowledgeError(f"{directory}: no *.toml files in the knowledge directory")
+    documents: list[tuple[str, Mapping[str, object]]] = []
+    for path in files:
+        name = str(path.relative_to(directory))
+        try:
+            with path.open("rb") as handle:
+                documents.append((name, tomllib.load(handle)))
+        except OSError as exc:
+            raise KnowledgeError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise KnowledgeError(f"{name}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise KnowledgeError(f"{name}: not valid UTF-8") from None
+    return build(documents, location=str(directory))
+
+
+def build(documents: Iterable[tuple[str, Mapping[str, object]]],
+          *, location: str = "<memory>") -> KnowledgeBase:
+    """Validate parsed TOML documents into a KnowledgeBase (also used by tests)."""
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for name, document in documents:
+        unknown = set(document) - {"rule"}
+        if unknown:
+            raise KnowledgeError(f"{name}: unknown top-level key(s): {', '.join(sorted(unknown))}")
+        raw_rules = document.get("rule", [])
+        if not isinstance(raw_rules, list):
+            raise KnowledgeError(f"{name}: 'rule' must be an array of tables ([[rule]])")
+        for index, raw in enumerate(raw_rules):
+            rule = _parse_rule(name, index, raw)
+            if rule.id in seen:
+                raise KnowledgeError(
+                    f"{name}: rule {rule.id!r}: id already used in {seen[rule.id]}"
+                )
+            seen[rule.id] = name
+            rules.append(rule)
+    fallbacks = [r for r in rules if r.fallback]
+    if len(fallbacks) != 1:
+        raise KnowledgeError(
+            f"{location}: exactly one rule must have fallback = true (found {len(fallbacks)})"
+        )
+    return KnowledgeBase(rules=tuple(r for r in rules if not r.fallback),
+                         fallback=fallbacks[0], location=location)
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _parse_rule(name: str, index: int, raw: object) -> Rule:
+    if not isinstance(raw, dict):
+        raise KnowledgeError(f"{name}: rule #{index + 1} is not a table")
+    rule_id = raw.get("id")
+    where = f"{name}: rule {rule_id!r}" if isinstance(rule_id, str) else f"{name}: rule #{index + 1}"
+
+    def fail(message: str) -> KnowledgeError:
+        return KnowledgeError(f"{where}: {message}")
+
+    if not isinstance(rule_id, str) or not _ID.match(rule_id):
+        raise fail("'id' must be a dotted lower-case name like 'relay.denied'")
+    unknown = set(raw) - _RULE_KEYS
+    if unknown:
+        raise fail(f"unknown key(s): {', '.join(sorted(unknown))}")
+
+    try:
+        category = Category(raw.get("category"))
+    except ValueError:
+        raise fail(f"unknown category {raw.get('category')!r}") from None
+
+    def text(key: str, required: bool = True) -> LocalText | None:
+        value = raw.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, dict) or set(value) != set(LANGS):
+            raise fail(f"'{key}' must have exactly the languages {', '.join(LANGS)}")
+        for lang in LANGS:
+            if not isinstance(value[lang], str) or not value[lang].strip():
+                raise fail(f"'{key}.{lang}' must be a non-empty string")
+        return LocalText(en=value["en"].strip(), de=value["de"].strip())
+
+    def str_list(key: str) -> list[str]:
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail(f"'{key}' must be a list of strings")
+        return value
+
+    def int_list(key: str, low: int, high: int) -> frozenset[int]:
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value
+        ):
+            raise fail(f"'{key}' must be a list of integers from {low} to {high}")
+        return frozenset(value)
+
+    stages: set[Stage] = set()
+    for stage in str_list("stages"):
+        try:
+            stages.add(Stage(stage))
+        except ValueError:
+            raise fail(f"unknown stage {stage!r}") from None
+
+    failures: set[FailureKind] = set()
+    for kind in str_list("failures"):
+        try:
+            failures.add(FailureKind(kind))
+        except ValueError:
+            raise fail(f"unknown failure kind {kind!r}") from None
+
+    enhanced: list[EnhancedPattern] = []
+    for item in str_list("enhanced"):
+        match = _ENHANCED_PATTERN.match(item)
+        if match is None:
+            raise fail(f"enhanced code {item!r} must look like '5.1.1', '*.1.1' or '*.7'")
+        detail = match.group(3)
+        enhanced.append(EnhancedPattern(match.group(1), int(match.group(2)),
+                                        int(detail) if detail is not None else None))
+
+    pattern = None
+    if "pattern" in raw:
+        source = raw["pattern"]
+        if not isinstance(source, str) or not source:
+            raise fail("'pattern' must be a non-empty string")
+        try:
+            pattern = re.compile(source, re.IGNORECASE)
+        except re.error as exc:
+            raise fail(f"'pattern' is not a valid regular expression: {exc}") from None
+
+    retryable = raw.get("retryable")
+    if retryable is not None and not isinstance(retryable, bool):
+        raise fail("'retryable' must be true or false")
+    severity = None
+    if "severity" in raw:
+        try:
+            severity = Severity(raw["severity"])
+        except ValueError:
+            raise fail(f"unknown severity {raw['severity']!r}") from None
+    priority = raw.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool) or not -100 <= priority <= 100:
+        raise fail("'priority' must be an integer from -100 to 100")
+    fallback = raw.get("fallback", False)
+    if not isinstance(fallback, bool):
+        raise fail("'fallback' must be true or false")
+
+    codes = int_list("codes", 100, 599)
+    classes = int_list("classes", 1, 5)
+    if not fallback and not (codes or classes or enhanced or pattern or failures):
+        raise fail("needs at least one of codes, classes, enhanced, pattern, failures")
+    if failures and (codes or classes or enhanced):
+        raise fail("a failure rule cannot also ask for codes or enhanced codes")
+
+    references = tuple(str_list("references"))
+    if not references:
+        raise fail("'references' must name at least one source (RFC section or seed file)")
+
+    raw_examples = raw.get("examples", [])
+    if not isinstance(raw_examples, list):
+        raise fail("'examples' must be a list")
+    examples: list[Example] = []
+    for item in raw_examples:
+        if not isinstance(item, dict) or set(item) - {"stage", "reply", "failure"}:
+            raise fail("an example is a table with 'stage' and either 'reply' or 'failure'")
+        if isinstance(item.get("reply"), str) == isinstance(item.get("failure"), str):
+            raise fail("each example needs exactly one of 'reply' (text) or 'failure' (kind)")
+        ex_stage = item.get("stage")
+        try:
+            examples.append(Example(
+                Stage(ex_stage) if ex_stage else None,
+                reply=item.get("reply"),
+                failure=FailureKind(item["failure"]) if "failure" in item else None,
+            ))
+        except ValueError:
+            raise fail(f"example has unknown stage or failure kind: {item!r}") from None
+    if not examples and not fallback:
+        raise fail("needs at least one example that classifies to it")
+
+    title = text("title")
+    cause = text("cause")
+    remedy = text("remedy")
+    assert title is not None and cause is not None and remedy is not None
+    return Rule(
+        id=rule_id, category=category, title=title, cause=cause, remedy=remedy,
+        references=references, examples=tuple(examples), source=name,
+        stages=frozenset(stages), codes=codes, classes=classes, enhanced=tuple(enhanced),
+        pattern=pattern, failures=frozenset(failures), retryable=retryable, severity=severity,
+        priority=priority, correction=text("correction", required=False), fallback=fallback,
+    )

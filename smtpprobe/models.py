@@ -1,0 +1,341 @@
+"""Plain values that flow through smtpprobe: frozen dataclasses and enums only.
+
+Nothing here does I/O or imports asyncio, aiosmtplib or dnspython, so every other pure module
+(parsing, classification, rendering) can be tested with values built by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    """Where in the conversation a reply or failure happened (RFC 5321 4.3.2 command order)."""
+
+    DNS = "dns"
+    CONNECT = "connect"
+    EHLO = "ehlo"
+    STARTTLS = "starttls"
+    AUTH = "auth"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    QUIT = "quit"
+
+
+class Category(StrEnum):
+    """What a reply means for the user; documented in docs/knowledge.md."""
+
+    SUCCESS = "success"
+    INTERMEDIATE = "intermediate"
+    CONNECTION_FAILED = "connection_failed"
+    SERVER_UNAVAILABLE = "server_unavailable"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_RECIPIENTS = "too_many_recipients"
+    GREYLISTED = "greylisted"
+    BLOCKLISTED = "blocklisted"
+    REPUTATION_BLOCK = "reputation_block"
+    DYNAMIC_IP_REJECTED = "dynamic_ip_rejected"
+    CLIENT_IDENTITY_REJECTED = "client_identity_rejected"
+    SENDER_AUTH_FAILED = "sender_auth_failed"
+    SENDER_REJECTED = "sender_rejected"
+    SENDER_MISMATCH = "sender_mismatch"
+    RELAY_DENIED = "relay_denied"
+    AUTH_REQUIRED = "auth_required"
+    AUTH_FAILED = "auth_failed"
+    AUTH_METHOD_REJECTED = "auth_method_rejected"
+    TLS_REQUIRED = "tls_required"
+    TLS_UNAVAILABLE = "tls_unavailable"
+    USER_UNKNOWN = "user_unknown"
+    DOMAIN_NOT_FOUND = "domain_not_found"
+    MAILBOX_FULL = "mailbox_full"
+    MAILBOX_INACTIVE = "mailbox_inactive"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    CONTENT_REJECTED = "content_rejected"
+    POLICY_REJECTED = "policy_rejected"
+    SYNTAX_ERROR = "syntax_error"
+    BAD_SEQUENCE = "bad_sequence"
+    NOT_IMPLEMENTED = "not_implemented"
+    ROUTING_ERROR = "routing_error"
+    UNCLASSIFIED = "unclassified"
+    # More specific categories of our own (docs/knowledge.md, "Extra categories").
+    PROTOCOL_ERROR = "protocol_error"
+    TLS_FAILED = "tls_failed"
+    CERTIFICATE_PROBLEM = "certificate_problem"
+    DNS_FAILED = "dns_failed"
+    CATCH_ALL = "catch_all"
+    OPEN_RELAY = "open_relay"
+    CREDENTIALS_WITHHELD = "credentials_withheld"
+
+
+# Categories that describe the prober (its IP, its network, its name) rather than the
+# address being checked: after one of these the address's own status is unknown.
+PROBER_CATEGORIES: frozenset[Category] = frozenset(
+    {
+        Category.BLOCKLISTED,
+        Category.REPUTATION_BLOCK,
+        Category.DYNAMIC_IP_REJECTED,
+        Category.CLIENT_IDENTITY_REJECTED,
+        Category.RATE_LIMITED,
+        Category.RELAY_DENIED,
+        Category.AUTH_REQUIRED,
+        Category.TLS_REQUIRED,
+        Category.SENDER_REJECTED,
+        Category.SENDER_AUTH_FAILED,
+        Category.POLICY_REJECTED,
+    }
+)
+
+
+class Severity(StrEnum):
+    OK = "ok"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+class FailureKind(StrEnum):
+    """Ways a step can end without a reply from the server."""
+
+    REFUSED = "refused"  # TCP RST on connect
+    TIMEOUT = "timeout"  # no answer within the step's timeout
+    UNREACHABLE = "unreachable"  # no route, network down, address not available
+    CLOSED = "closed"  # the server closed the connection
+    TLS_HANDSHAKE = "tls_handshake"  # TLS negotiation failed
+    PROTOCOL = "protocol"  # the server's bytes were not a valid SMTP reply
+    REPLY_TOO_LONG = "reply_too_long"  # the server sent more than a reply may hold
+    DNS_NXDOMAIN = "dns_nxdomain"
+    DNS_SERVFAIL = "dns_servfail"
+    DNS_TIMEOUT = "dns_timeout"
+    DNS_NO_ADDRESS = "dns_no_address"  # a mail host with neither A nor AAAA
+    NULL_MX = "null_mx"  # RFC 7505
+    MX_IS_IP = "mx_is_ip"  # RFC 5321 5.1: an MX must name a host, not an address
+    MX_IS_CNAME = "mx_is_cname"  # RFC 5321 5.1 / RFC 2181 10.3
+    DEADLINE = "deadline"  # the command's overall deadline ran out
+    WITHHELD = "withheld"  # we chose not to send (credentials over plaintext)
+    NOT_OFFERED = "not_offered"  # the server does not offer what the step needs
+    LOCAL = "local"  # a fault on this machine (bad source address ...)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalText:
+    """A text in both languages the tool speaks."""
+
+    en: str
+    de: str
+
+    def get(self, lang: str) -> str:
+        return self.de if lang == "de" else self.en
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One SMTP reply. `lines` hold the text of each line without the code and separator."""
+
+    code: int | None
+    enhanced: str | None
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def klass(self) -> int | None:
+        """The first digit of the code (RFC 5321 4.2.1), None when there is no valid code."""
+        return self.code // 100 if self.code is not None else None
+
+    @property
+    def first_line(self) -> str:
+        return self.lines[0] if self.lines else ""
+
+    def render(self) -> str:
+        """The reply as it travels on the wire (without the final CRLF)."""
+        if self.code is None:
+            return self.text
+        lines = self.lines or ("",)
+        out = []
+        for i, line in enumerate(lines):
+            sep = " " if i == len(lines) - 1 else "-"
+            out.append(f"{self.code}{sep}{line}".rstrip())
+        return "\n".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A step that got no usable reply. `detail` is one line and never holds a secret."""
+
+    kind: FailureKind
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What a reply or failure means: the classifier's output."""
+
+    category: Category
+    retryable: bool
+    severity: Severity
+    stage: Stage | None
+    code: int | None
+    enhanced_code: str | None
+    rule: str
+    cause: LocalText
+    remedy: LocalText
+    references: tuple[str, ...] = ()
+    evidence: str = ""  # the server's words (or our failure detail) the finding rests on
+
+    @property
+    def about_prober(self) -> bool:
+        return self.category in PROBER_CATEGORIES
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an EHLO reply advertised (RFC 5321 4.1.1.1): keyword -> parameters."""
+
+    greeting: str = ""
+    extensions: tuple[tuple[str, str], ...] = ()
+    esmtp: bool = True  # False when only HELO worked
+
+    def has(self, keyword: str) -> bool:
+        keyword = keyword.upper()
+        return any(name == keyword for name, _ in self.extensions)
+
+    def params(self, keyword: str) -> str | None:
+        keyword = keyword.upper()
+        for name, value in self.extensions:
+            if name == keyword:
+                return value
+        return None
+
+    @property
+    def auth_mechanisms(self) -> tuple[str, ...]:
+        # RFC 4954 3; some old servers still announce "AUTH=LOGIN PLAIN".
+        mechs: list[str] = []
+        for name, value in self.extensions:
+            if name in ("AUTH", "AUTH=LOGIN"):
+                for mech in value.upper().replace("=", " ").split():
+                    if mech not in mechs:
+                        mechs.append(mech)
+        return tuple(mechs)
+
+    @property
+    def size_limit(self) -> int | None:
+        value = self.params("SIZE")
+        if value and value.strip().isdigit():
+            return int(value.strip())
+        return None
+
+    @property
+    def starttls(self) -> bool:
+        return self.has("STARTTLS")
+
+    @property
+    def pipelining(self) -> bool:
+        return self.has("PIPELINING")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    """What the TLS handshake showed about the server and its certificate."""
+
+    version: str
+    cipher: str
+    bits: int | None = None
+    subject: str | None = None
+    names: tuple[str, ...] = ()
+    issuer: str | None = None
+    not_after: str | None = None  # ISO 8601, UTC
+    days_left: int | None = None
+    verified: bool = False  # the chain verifies against the trust store in use
+    verify_error: str | None = None
+    expected_name: str | None = None
+    name_matches: bool | None = None  # None when no name was expected (an IP address)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One command (or the connection itself) and what came back."""
+
+    stage: Stage
+    command: str | None  # as sent, with secrets replaced by "****"
+    reply: Reply | None = None
+    failure: Failure | None = None
+    elapsed_ms: float = 0.0
+    finding: Finding | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.reply is not None and self.reply.klass in (2, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class MxHost:
+    """A host that receives mail for a domain, with its resolved addresses."""
+
+    name: str
+    preference: int
+    addresses: tuple[str, ...] = ()
+    implicit: bool = False  # RFC 5321 5.1: no MX records, the domain's own A/AAAA
+    failure: Failure | None = None  # why it has no usable address
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+    UNREACHABLE = "unreachable"
+
+
+class AddressStatus(StrEnum):
+    """What the check learned about the address itself, as opposed to the conversation."""
+
+    EXISTS = "exists"
+    DOES_NOT_EXIST = "does_not_exist"
+    CATCH_ALL = "catch_all"  # the domain accepts any local part: existence unknown
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class MxResult:
+    """The outcome of an MX lookup: hosts in the order to try, or why there are none."""
+
+    domain: str  # the ASCII (IDNA) form that was looked up
+    hosts: tuple[MxHost, ...] = ()
+    failure: Failure | None = None
+    elapsed_ms: float = 0.0
+    warnings: tuple[Failure, ...] = ()  # problems that did not stop the lookup
+
+
+@dataclass(frozen=True, slots=True)
+class HostReport:
+    """One SMTP conversation with one address of one host."""
+
+    host: str
+    address: str
+    port: int
+    steps: tuple[Step, ...] = ()
+    tls: TlsInfo | None = None
+    capabilities: Capabilities | None = None
+    capabilities_after_tls: Capabilities | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """Everything `smtpprobe check` learned about one address."""
+
+    address: str
+    domain: str
+    verdict: Verdict
+    finding: Finding
+    address_status: AddressStatus
+    mx: MxResult
+    hosts: tuple[HostReport, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    catch_all: bool | None = None
+    elapsed_ms: float = 0.0
+    mail_from: str = ""
+    extra: dict[str, object] = field(default_factory=dict)

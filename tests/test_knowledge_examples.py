@@ -1,0 +1,7 @@
+from smtpprobe.classify import check_examples
+from smtpprobe.knowledge import KnowledgeBase
+
+
+def test_every_example_classifies_to_its_rule_without_tie(kb: KnowledgeBase) -> None:
+    problems = check_examples(kb)
+    assert problems == [], "\n".join(problems)
