@@ -45,7 +45,8 @@ def _score_reply(rule: Rule, stage: Stage | None, reply: Reply, text: str) -> in
         if reply.code not in rule.codes:
             return None
         score += CODE_WEIGHT
-    if rule.classes:
+    if rule.classes and reply.klass is not None:
+        # A guard, not evidence: text pasted without a code still meets it.
         if reply.klass not in rule.classes:
             return None
         score += CLASS_WEIGHT

@@ -44,6 +44,10 @@ class EnhancedPattern:
         parts = enhanced.split(".")
         if len(parts) != 3:
             return False
+        # '*' stands for the failure classes 4 and 5 only: a success code such as 2.1.5 must
+        # be named with its class, so "250 2.1.1" is never read as an unknown user.
+        if self.klass == "*" and parts[0] not in ("4", "5"):
+            return False
         if self.klass != "*" and parts[0] != self.klass:
             return False
         if int(parts[1]) != self.subject:
