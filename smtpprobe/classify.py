@@ -45,11 +45,16 @@ def _score_reply(rule: Rule, stage: Stage | None, reply: Reply, text: str) -> in
         if reply.code not in rule.codes:
             return None
         score += CODE_WEIGHT
-    if rule.classes and reply.klass is not None:
-        # A guard, not evidence: text pasted without a code still meets it.
-        if reply.klass not in rule.classes:
+    if rule.classes:
+        if reply.klass is None:
+            # Beside a pattern the class is a guard, and text pasted without a code still
+            # meets it; on its own it is the only evidence, and there is none.
+            if rule.pattern is None:
+                return None
+        elif reply.klass not in rule.classes:
             return None
-        score += CLASS_WEIGHT
+        else:
+            score += CLASS_WEIGHT
     if rule.enhanced:
         if reply.enhanced is None:
             return None
