@@ -97,7 +97,8 @@ class Severity(StrEnum):
 
 
 class FailureKind(StrEnum):
-    """Ways a step can end without a reply from the server."""
+    """Evidence that is not a server reply: ways a step can end without one, and observations
+    the probe makes itself (certificate problems, a catch-all domain, an open relay)."""
 
     REFUSED = "refused"  # TCP RST on connect
     TIMEOUT = "timeout"  # no answer within the step's timeout
@@ -117,6 +118,15 @@ class FailureKind(StrEnum):
     WITHHELD = "withheld"  # we chose not to send (credentials over plaintext)
     NOT_OFFERED = "not_offered"  # the server does not offer what the step needs
     LOCAL = "local"  # a fault on this machine (bad source address ...)
+    # Observations (knowledge/observations.toml): the step worked, but something is wrong.
+    CERT_UNTRUSTED = "cert_untrusted"  # the chain does not verify against the trust store
+    CERT_NAME_MISMATCH = "cert_name_mismatch"  # the certificate does not name the host
+    CERT_EXPIRED = "cert_expired"
+    CERT_EXPIRING = "cert_expiring"  # fewer than 14 days left
+    TLS_OUTDATED = "tls_outdated"  # TLS 1.0/1.1 or SSL
+    CATCH_ALL = "catch_all"  # a random local part was accepted too
+    OPEN_RELAY = "open_relay"  # mail for a foreign domain accepted without authentication
+    RELAY_REFUSED = "relay_refused"  # the open-relay check passed
 
 
 @dataclass(frozen=True, slots=True)
