@@ -206,7 +206,7 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
         raise fail(f"unknown key(s): {', '.join(sorted(unknown))}")
 
     try:
-        category = Category(raw.get("category"))
+        category = Category(str(raw.get("category")))
     except ValueError:
         raise fail(f"unknown category {raw.get('category')!r}") from None
 
