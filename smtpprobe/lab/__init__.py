@@ -1,0 +1,1 @@
+"""Local servers that play scripted roles for tests, demos and benchmarks (loopback only)."""
