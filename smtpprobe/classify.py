@@ -124,6 +124,7 @@ def classify_reply(kb: KnowledgeBase, stage: Stage | None, reply: Reply) -> Find
         category=rule.category, retryable=retryable, severity=severity, stage=stage,
         code=reply.code, enhanced_code=reply.enhanced, rule=rule.id, cause=rule.cause,
         remedy=rule.remedy, references=rule.references, evidence=_evidence(reply.render()),
+        title=rule.title, correction=rule.correction,
     )
 
 
@@ -136,7 +137,7 @@ def classify_failure(kb: KnowledgeBase, stage: Stage | None, failure: Failure) -
         retryable=rule.retryable if rule.retryable is not None else False,
         severity=rule.severity or Severity.ERROR, stage=stage, code=None, enhanced_code=None,
         rule=rule.id, cause=rule.cause, remedy=rule.remedy, references=rule.references,
-        evidence=_evidence(failure.detail),
+        evidence=_evidence(failure.detail), title=rule.title, correction=rule.correction,
     )
 
 

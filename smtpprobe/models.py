@@ -196,6 +196,8 @@ class Finding:
     remedy: LocalText
     references: tuple[str, ...] = ()
     evidence: str = ""  # the server's words (or our failure detail) the finding rests on
+    title: LocalText | None = None
+    correction: LocalText | None = None  # where a popular help text says something wrong
 
     @property
     def about_prober(self) -> bool:
@@ -306,6 +308,7 @@ class AddressStatus(StrEnum):
     EXISTS = "exists"
     DOES_NOT_EXIST = "does_not_exist"
     CATCH_ALL = "catch_all"  # the domain accepts any local part: existence unknown
+    INACTIVE = "inactive"  # the mailbox exists but is disabled or has moved
     UNKNOWN = "unknown"
 
 
