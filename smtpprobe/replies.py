@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 from .models import Capabilities, Reply, Stage
 
-# RFC 3463 2: class "." subject "." detail; class is 2, 4 or 5, subject and detail 1-3 digits.
-# Exchange and some gateways write it as "#5.1.1"; it may stand anywhere in the first line.
-_ENHANCED = re.compile(r"(?<![\w.])#?([245])\.(\d{1,3})\.(\d{1,3})(?![\w]|\.\d)")
+# RFC 3463 2: class "." subject "." detail; class is 2, 4 or 5. The syntax allows 1-3 digit
+# subjects, but every registered subject is 0-7 (RFC 5248), and taking one digit keeps version
+# numbers like "Exim 4.96.2" from passing for a status code. Exchange and some gateways write
+# it as "#5.1.1"; it may stand anywhere in the first line.
+_ENHANCED = re.compile(r"(?<![\w.])#?([245])\.([0-7])\.(\d{1,3})(?![\w]|\.\d)")
 # One reply line: three digits, then "-" (more lines follow), " " or the end of the line.
 _LINE = re.compile(r"^(\d{3})([ -]|$)(.*)$")
 # A whole reply that starts with a code; anything before it (a prompt, a date, "smtp;") is noise.
@@ -150,7 +152,7 @@ def extract_reply(text: str) -> Extracted:
             # RFC 3464 2.3.6: the value may continue on folded lines (leading white space).
             parts = [diag.group(1).strip()]
             for more in lines[i + 1 :]:
-                if more[:1] in (" ", "\t") and not _DIAG.match(more) and ":" not in more[:20]:
+                if more[:1] in (" ", "\t") and more.strip():
                     parts.append(more.strip())
                 else:
                     break
