@@ -57,7 +57,7 @@ def to_ascii_domain(domain: str) -> str:
     if not text:
         raise ValueError("the domain is empty")
     try:
-        name = dns.name.from_unicode(text, origin=dns.name.root, idna_codec=_IDNA)
+        name = _to_name(text, idna=dns.name.have_idna_2008)
     except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
         raise ValueError(f"{domain!r} is not a valid domain name: {_reason(exc)}") from None
     ascii_name = name.to_text(omit_final_dot=True).lower()
@@ -69,6 +69,16 @@ def to_ascii_domain(domain: str) -> str:
     if labels[-1].isdigit():
         raise ValueError(f"{domain!r} is an IP address or ends in a numeric label, not a domain")
     return ascii_name
+
+
+def _to_name(text: str, *, idna: bool) -> dns.name.Name:
+    if idna:
+        return dns.name.from_unicode(text, origin=dns.name.root, idna_codec=_IDNA)
+    # Without the idna package (an optional dnspython extra) only ASCII names can be checked;
+    # the LDH test in the caller still applies.
+    if not text.isascii():
+        raise ValueError("internationalised names need the 'idna' package")
+    return dns.name.from_text(text, origin=dns.name.root)
 
 
 def parse_resolver(spec: str) -> tuple[str, int]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -481,6 +483,37 @@ def test_to_ascii_domain_rejects(domain: str) -> None:
     with pytest.raises(ValueError) as caught:
         to_ascii_domain(domain)
     assert "\n" not in str(caught.value)
+
+
+def test_ascii_names_are_checked_without_the_idna_package() -> None:
+    # IDNA 2008 needs the optional "idna" package; without it ASCII names must keep working
+    # and the rest must be refused with a ValueError. A fresh interpreter that cannot import
+    # idna shows what a bare install does.
+    script = """
+import sys
+sys.modules["idna"] = None
+import dns._features
+dns._features.force("idna", False)  # as dnspython decides when the package is not installed
+import dns.name
+assert not dns.name.have_idna_2008
+from smtpprobe.dns import to_ascii_domain
+print(to_ascii_domain("Mail.Example.TEST."))
+for bad in ("bücher.test", "under_score.test", "a..b", "192.0.2.1"):
+    try:
+        to_ascii_domain(bad)
+    except ValueError:
+        print("refused", bad)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert out == [
+        "mail.example.test",
+        "refused bücher.test",
+        "refused under_score.test",
+        "refused a..b",
+        "refused 192.0.2.1",
+    ]
 
 
 @given(st.text(max_size=80))
