@@ -434,6 +434,13 @@ class Checker:
             elif dns_finding is not None:
                 decisive = dns_finding
                 findings.insert(0, dns_finding)
+            elif any(h.failure is not None for h in mx.hosts):
+                # No host had an address to try: the most preferred host's problem explains it.
+                host_failure = next(h.failure for h in mx.hosts if h.failure is not None)
+                decisive = classify_failure(self.kb, Stage.DNS, host_failure)
+                if host_failure.kind in (FailureKind.MX_IS_IP, FailureKind.DNS_NO_ADDRESS):
+                    # Sending MTAs give up on such a domain: mail to it bounces.
+                    verdict = Verdict.REJECTED
             else:
                 detail = "no mail host with a usable address"
                 decisive = classify_failure(self.kb, Stage.DNS,
