@@ -9,8 +9,9 @@ set -euo pipefail
 # postgrey: greylisting policy server. dnsutils: dig (readiness checks). openssl: test CA.
 # iproute2: `ip` to put 127.0.0.53 on lo. util-linux: unshare (essential, listed for clarity).
 # libnet-ssleay-perl: swaks' TLS support (only a Recommends of swaks, and recommends are off).
+# python3 + python3-venv: scripts/test builds .venv with them on a fresh machine.
 PACKAGES=(postfix swaks dnsmasq-base sasl2-bin libsasl2-modules postgrey dnsutils openssl
-          iproute2 util-linux libnet-ssleay-perl)
+          iproute2 util-linux libnet-ssleay-perl python3 python3-venv)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
