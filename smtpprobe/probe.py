@@ -381,8 +381,11 @@ class Checker:
         definitive = next((c for c in convs if c.definitive), None)
         if dns_finding is not None and not convs:
             decisive = dns_finding
-            if dns_finding.category is Category.DOMAIN_NOT_FOUND or (
-                    mx.failure is not None and mx.failure.kind is FailureKind.DNS_NO_ADDRESS):
+            assert mx.failure is not None
+            # NXDOMAIN, a null MX (RFC 7505) and a domain without any mail host address are
+            # permanent: senders bounce. SERVFAIL and timeouts are not.
+            if mx.failure.kind in (FailureKind.DNS_NXDOMAIN, FailureKind.NULL_MX,
+                                   FailureKind.DNS_NO_ADDRESS, FailureKind.MX_IS_IP):
                 verdict = Verdict.REJECTED
                 status = AddressStatus.DOES_NOT_EXIST
             else:
