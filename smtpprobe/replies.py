@@ -101,29 +101,41 @@ def parse_ehlo(reply: Reply) -> Capabilities:
 
 _DIAG = re.compile(r"^\s*Diagnostic-Code:\s*(?:[\w-]+\s*;)?\s*(.*)$", re.IGNORECASE)
 _STATUS = re.compile(r"^\s*Status:\s*([245]\.\d{1,3}\.\d{1,3})\b", re.IGNORECASE)
+# Postfix: "(in reply to RCPT TO command)"; Exim: "SMTP error from remote mail server after
+# RCPT TO:<x>:" or "after end of data:".
 _IN_REPLY_TO = re.compile(
-    r"in reply to (?:end of )?(MAIL FROM|RCPT TO|DATA|EHLO|HELO|STARTTLS|AUTH|QUIT|RSET)"
-    r"(?: command)?",
+    r"\(?\s*in\s+reply\s+to\s+(?:end\s+of\s+)?(MAIL\s+FROM|RCPT\s+TO|DATA|EHLO|HELO|STARTTLS"
+    r"|AUTH|QUIT|RSET)(?:\s+command)?\s*\)?",
     re.IGNORECASE,
+)
+_EXIM_AFTER = re.compile(
+    r"error from remote mail server after\s+(MAIL\s+FROM|RCPT\s+TO|end\s+of\s+data|DATA|EHLO"
+    r"|HELO|STARTTLS|AUTH|initial connection)[^\n]*?:\s*$",
+    re.IGNORECASE | re.MULTILINE,
 )
 _STAGE_OF_COMMAND = {
     "MAIL FROM": Stage.MAIL,
     "RCPT TO": Stage.RCPT,
     "DATA": Stage.DATA,
+    "END OF DATA": Stage.DATA,
     "EHLO": Stage.EHLO,
     "HELO": Stage.EHLO,
     "STARTTLS": Stage.STARTTLS,
     "AUTH": Stage.AUTH,
     "QUIT": Stage.QUIT,
     "RSET": Stage.QUIT,
+    "INITIAL CONNECTION": Stage.CONNECT,
 }
-# Phrases with which MTAs and webmailers quote the remote server inside a bounce text.
+# Phrases with which MTAs and webmailers quote the remote server inside a bounce text; the
+# reply follows on the same line or, when the phrase ends the line, on the next one.
 _QUOTED = re.compile(
-    r"(?:said|returned|response from the remote server was|the error that the other server"
-    r" returned was|server replied|remote server replied|host .{1,200}? said)\s*[:']?\s*"
-    r"['\"]?([1-5]\d\d[ -].*)$",
+    r"(?:\bsaid|\breturned|response from the remote server was|the error that the other server"
+    r" returned was|server replied|refused to talk to me|error from remote mail server after"
+    r"[^\n]*?)\s*:?\s*['\"]?([1-5]\d\d[ -].*)?$",
     re.IGNORECASE,
 )
+_SENDMAIL_IN = re.compile(r"^\s*<<<\s*([45]\d\d[ -].*)$")
+_REPLY_START = re.compile(r"^['\"]?([1-5]\d\d[ -].*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,33 +147,75 @@ class Extracted:
     from_bounce: bool
 
 
+def _stage_of(name: str) -> Stage | None:
+    return _STAGE_OF_COMMAND.get(" ".join(name.upper().split()))
+
+
+def _unfold(text: str) -> str:
+    """Join continuation lines (leading white space) to the line before, as RFC 5322 folding
+    and Postfix's wrapped bounce lines need."""
+    return re.sub(r"\n[ \t]+", " ", text)
+
+
+def _tidy(reply: str) -> str:
+    reply = _IN_REPLY_TO.sub("", reply).strip()
+    return reply.rstrip("'\"").strip()
+
+
 def extract_reply(text: str) -> Extracted:
     """Find the server's reply in whatever a user pasted: a bare reply or a bounce message.
 
-    A delivery status notification's `Diagnostic-Code:` line wins; `Status:` alone gives an
-    enhanced code; Postfix's "(in reply to RCPT TO command)" tells the stage.
+    A delivery status notification's `Diagnostic-Code:` line wins; then a reply quoted after
+    "said:", "Remote Server returned", Exim's "SMTP error from remote mail server after ...:",
+    Sendmail's "<<<" transcript lines; `Status:` alone gives an enhanced code. Postfix's
+    "(in reply to RCPT TO command)" and Exim's "after RCPT TO" tell the stage.
     """
-    text = text[:MAX_TEXT]
-    stage_match = _IN_REPLY_TO.search(text)
-    stage = _STAGE_OF_COMMAND.get(stage_match.group(1).upper()) if stage_match else None
+    text = text[:MAX_TEXT].replace("\r\n", "\n").replace("\r", "\n")
+    flat = _unfold(text)
+    stage_match = _IN_REPLY_TO.search(flat)
+    exim = _EXIM_AFTER.search(text) or _EXIM_AFTER.search(flat)
+    stage = _stage_of(stage_match.group(1)) if stage_match else (
+        _stage_of(exim.group(1)) if exim else None)
+    if stage is None and "refused to talk to me" in flat.lower():
+        stage = Stage.CONNECT  # Postfix's words for a rejected greeting
 
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    for i, line in enumerate(lines):
+    lines = flat.split("\n")
+    for line in lines:
         diag = _DIAG.match(line)
-        if diag:
-            # RFC 3464 2.3.6: the value may continue on folded lines (leading white space).
-            parts = [diag.group(1).strip()]
-            for more in lines[i + 1 :]:
-                if more[:1] in (" ", "\t") and more.strip():
-                    parts.append(more.strip())
+        if diag and diag.group(1).strip():
+            return Extracted(_tidy(diag.group(1)), stage, True)
+
+    raw_lines = text.split("\n")
+    for index, line in enumerate(raw_lines):
+        quoted = _QUOTED.search(line)
+        if not quoted:
+            continue
+        if quoted.group(1):
+            # Postfix wraps long lines: the rest of the reply is on the indented lines below.
+            rest = [quoted.group(1).strip()]
+            for more in raw_lines[index + 1:]:
+                if more[:1] in (" ", "\t") and more.strip() and not _QUOTED.search(more):
+                    rest.append(more.strip())
                 else:
                     break
-            return Extracted(" ".join(p for p in parts if p), stage, True)
+            return Extracted(_tidy(" ".join(rest)), stage, True)
+        following = [line for line in raw_lines[index + 1:]]
+        while following and not following[0].strip():
+            following.pop(0)
+        start = _REPLY_START.match(following[0].strip()) if following else None
+        if start:
+            rest = [start.group(1).strip()]
+            for more in following[1:]:
+                # A wrapped reply goes on in indented lines until a blank line.
+                if more[:1] in (" ", "\t") and more.strip():
+                    rest.append(more.strip())
+                else:
+                    break
+            return Extracted(_tidy(" ".join(rest)), stage, True)
 
-    for line in lines:
-        quoted = _QUOTED.search(line)
-        if quoted:
-            return Extracted(quoted.group(1).strip().strip("'\"").strip(), stage, True)
+    sendmail = [m.group(1) for m in map(_SENDMAIL_IN.match, raw_lines) if m]
+    if sendmail:
+        return Extracted(_tidy(sendmail[-1]), stage, True)
 
     for line in lines:
         status = _STATUS.match(line)
@@ -169,8 +223,5 @@ def extract_reply(text: str) -> Extracted:
             return Extracted(status.group(1), stage, True)
 
     if stage is not None:
-        # A Postfix-style bounce line: "host mx.example[192.0.2.1] said: 550 5.1.1 ... (in
-        # reply to RCPT TO command)": keep the reply, drop the trailer.
-        cleaned = _IN_REPLY_TO.sub("", text).replace("()", "").strip()
-        return Extracted(cleaned, stage, True)
+        return Extracted(_tidy(flat), stage, True)
     return Extracted(text.strip(), None, False)

@@ -117,3 +117,39 @@ def test_parsers_never_raise(text: str) -> None:
     reply.render()
     extract_reply(text)
     parse_ehlo(reply)
+
+
+def test_wrapped_postfix_bounce_keeps_whole_reply_and_stage() -> None:
+    text = ("<sam@example.net>: host mail.example.net[198.51.100.12] said: 552 5.2.2\n"
+            "    <sam@example.net>: Recipient address rejected: Mailbox full (in reply to\n"
+            "    RCPT TO command)")
+    found = extract_reply(text)
+    assert found.stage is Stage.RCPT
+    assert found.reply_text == ("552 5.2.2 <sam@example.net>: Recipient address rejected: "
+                                "Mailbox full")
+
+
+def test_exim_bounce_reply_on_next_line() -> None:
+    text = ("  zoe@example.net\n    host mx.example.net [198.51.100.70]\n"
+            "    SMTP error from remote mail server after end of data:\n"
+            "    552 Message size exceeds maximum permitted\n")
+    found = extract_reply(text)
+    assert found.stage is Stage.DATA
+    assert found.reply_text == "552 Message size exceeds maximum permitted"
+
+
+def test_refused_to_talk_is_the_greeting() -> None:
+    text = ("<ilse@example.com>: host mx.example.com[192.0.2.197] refused to talk to me:\n"
+            "    554 IP=198.51.100.44 - A problem occurred. (Ask your postmaster for help or to\n"
+            "    contact postmaster@example.com to clarify.) (BL)")
+    found = extract_reply(text)
+    assert found.stage is Stage.CONNECT
+    assert found.reply_text.startswith("554 IP=") and found.reply_text.endswith("(BL)")
+
+
+def test_sendmail_transcript_and_gmail_next_line() -> None:
+    transcript = ">>> RCPT To:<a@example.org>\n<<< 550 5.1.1 <a@example.org>... User unknown\n"
+    assert extract_reply(transcript).reply_text.startswith("550 5.1.1")
+    gmail = ("The response from the remote server was:\n"
+             "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown\n")
+    assert extract_reply(gmail).reply_text.startswith("550 5.1.1")
