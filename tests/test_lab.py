@@ -533,6 +533,30 @@ async def test_raw_scripts_are_a_base_for_other_servers() -> None:
         assert server.errors == []
 
 
+async def test_raw_scripts_can_switch_to_tls(cert: LabCert, trust: ssl.SSLContext) -> None:
+    async def upgrade(conn: RawConnection) -> None:
+        await conn.send("220 mx.lab.test ESMTP")
+        while (line := await conn.read_command()) is not None:
+            verb = line.split(" ", 1)[0].upper()
+            if verb == "EHLO":
+                await conn.send("250-mx.lab.test", "250 STARTTLS")
+            elif verb == "STARTTLS":
+                await conn.send("220 2.0.0 Ready to start TLS")
+                await conn.start_tls()
+            else:
+                await conn.send(f"250 2.0.0 {verb} seen")
+        conn.close()
+
+    async with await serve(Scenario("upgrade", "TLS by hand", raw=upgrade), cert=cert) as server:
+        client = await connect(server, trust=trust)
+        await client.ehlo()
+        await client.starttls(server_hostname="mx.lab.test")
+        assert client.get_transport_info("sslcontext") is not None
+        assert await reply(client.noop()) == (250, "2.0.0 NOOP seen")
+        client.close()
+        assert verbs(server.commands) == ["EHLO", "STARTTLS", "EHLO", "NOOP"]
+
+
 async def test_too_many_errors_end_the_conversation(mailbox: LabServer) -> None:
     reader, writer = await asyncio.open_connection(mailbox.host, mailbox.port)
     await reader.readline()

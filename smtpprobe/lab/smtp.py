@@ -41,6 +41,7 @@ __all__ = [
     "run_forever",
     "serve",
     "serve_many",
+    "start",
 ]
 
 RecipientRule = Literal[
@@ -863,6 +864,7 @@ async def serve(
 
 
 async def start(spec: ServerSpec) -> LabServer:
+    """`serve` for a spec held as a value."""
     server = LabServer(spec)
     await server.start()
     return server
