@@ -1,0 +1,144 @@
+"""`smtpprobe check`: will the mail hosts of these addresses take mail? (never DATA)"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .address import UsageError
+from .cliapp import (
+    JsonOpt,
+    KnowledgeOpt,
+    LangOpt,
+    app,
+    load_kb,
+    resolve_lang,
+)
+
+def _read_address_file(path: str) -> list[str]:
+    try:
+        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        with handle:
+            lines = handle.read(64 << 20).splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+@app.command()
+def check(
+    addresses: Annotated[Optional[list[str]], typer.Argument(
+        help="Addresses to check, e.g. alice@example.org", show_default=False)] = None,
+    file: Annotated[Optional[str], typer.Option(
+        "--file", help="Read addresses from FILE (one per line, # comments), - for stdin.",
+        metavar="FILE")] = None,
+    mail_from: Annotated[str, typer.Option(
+        "--mail-from", help="Envelope sender for MAIL FROM; empty means the null sender <>.")] = "",
+    helo: Annotated[Optional[str], typer.Option(
+        "--helo", help="Name to send in EHLO (default: this machine's name).")] = None,
+    port: Annotated[int, typer.Option("--port", help="SMTP port of the mail hosts.")] = 25,
+    server: Annotated[Optional[str], typer.Option(
+        "--server", help="Skip the MX lookup and talk to HOST[:PORT].", metavar="HOST[:PORT]")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Seconds to wait for each step.")] = 10.0,
+    deadline: Annotated[float, typer.Option(
+        "--deadline", help="Seconds for the whole check of one address.")] = 60.0,
+    source_address: Annotated[Optional[str], typer.Option(
+        "--source-address", help="Local IP address to connect from.", metavar="IP")] = None,
+    cafile: Annotated[Optional[Path], typer.Option(
+        "--cafile", help="PEM file of CA certificates to trust instead of the system store.")] = None,
+    no_starttls: Annotated[bool, typer.Option(
+        "--no-starttls", help="Do not use STARTTLS even when offered.")] = False,
+    no_pipelining: Annotated[bool, typer.Option(
+        "--no-pipelining", help="Send one command at a time even when PIPELINING is offered.")] = False,
+    catch_all: Annotated[bool, typer.Option(
+        "--catch-all", help="Also try a made-up address at the same domain.")] = False,
+    resolver: Annotated[Optional[str], typer.Option(
+        "--resolver", help="DNS server to use instead of the system's.", metavar="HOST[:PORT]")] = None,
+    lang: LangOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show the full transcript.")] = False,
+    knowledge_dir: KnowledgeOpt = None,
+) -> None:
+    """Check whether mail servers would accept mail for addresses (stops before DATA)."""
+    from . import address as addr
+
+    language = resolve_lang(lang)
+    raw = list(addresses or [])
+    if file is not None:
+        raw += _read_address_file(file)
+    if not raw:
+        raise UsageError("give at least one address (or --file)")
+    parsed = []
+    for item in raw:
+        one = addr.parse_address(item)
+        assert one is not None
+        parsed.append(one)
+    sender = addr.parse_address(mail_from, allow_empty=True)
+    helo_name = addr.parse_helo(helo) if helo else _default_helo()
+    if not 0 < timeout <= 3600:
+        raise UsageError("--timeout must be between 0 and 3600 seconds")
+    if not 0 < deadline <= 86400:
+        raise UsageError("--deadline must be between 0 and 86400 seconds")
+    port = addr.parse_port(port)
+    server_spec = addr.parse_server(server, default_port=port) if server else None
+    source = addr.parse_ip(source_address, what="source address") if source_address else None
+    nameservers = None
+    if resolver:
+        from .dns import parse_resolver
+
+        try:
+            nameservers = (parse_resolver(resolver),)
+        except ValueError as exc:
+            raise UsageError(f"--resolver: {exc}") from None
+    cafile_text = _check_cafile(cafile)
+    kb = load_kb(knowledge_dir)
+
+    from .probe import CheckOptions
+
+    options = CheckOptions(
+        helo=helo_name, mail_from=sender.smtp if sender else "", port=port, timeout=timeout,
+        deadline=deadline, source_address=source, cafile=cafile_text,
+        starttls=not no_starttls, pipelining=not no_pipelining, catch_all=catch_all,
+        server=server_spec, nameservers=nameservers,
+    )
+    from .runner import run_checks
+
+    raise typer.Exit(run_checks(kb, options, parsed, lang=language, as_json=as_json,
+                                verbose=verbose))
+
+
+def _check_cafile(cafile: Path | None) -> str | None:
+    if cafile is None:
+        return None
+    from .certs import load_trust_store
+
+    try:
+        store = load_trust_store(str(cafile))
+    except OSError as exc:
+        raise UsageError(f"--cafile {cafile}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise UsageError(f"--cafile {cafile}: no PEM certificates in it") from None
+    if not store.roots:
+        raise UsageError(f"--cafile {cafile}: no PEM certificates in it")
+    return str(cafile)
+
+
+def _default_helo() -> str:
+    import socket
+
+    from .address import UsageError as _UE
+    from .address import check_host
+
+    name = socket.gethostname()
+    try:
+        return check_host(name)
+    except _UE:
+        return "localhost"
+
+
