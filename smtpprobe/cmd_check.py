@@ -46,8 +46,9 @@ def check(
         "--server", help="Skip the MX lookup and talk to HOST[:PORT].", metavar="HOST[:PORT]")] = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Seconds to wait for each step.")] = 10.0,
-    deadline: Annotated[float, typer.Option(
-        "--deadline", help="Seconds for the whole check of one address.")] = 60.0,
+    deadline: Annotated[Optional[float], typer.Option(
+        "--deadline", help="Seconds for the whole command, all addresses together "
+        "(default: 60, plus 2 per further address).", show_default=False)] = None,
     source_address: Annotated[Optional[str], typer.Option(
         "--source-address", help="Local IP address to connect from.", metavar="IP")] = None,
     cafile: Annotated[Optional[Path], typer.Option(
@@ -83,8 +84,10 @@ def check(
     helo_name = addr.parse_helo(helo) if helo else _default_helo()
     if not 0 < timeout <= 3600:
         raise UsageError("--timeout must be between 0 and 3600 seconds")
-    if not 0 < deadline <= 86400:
-        raise UsageError("--deadline must be between 0 and 86400 seconds")
+    if deadline is None:
+        deadline = 60.0 + 2.0 * (len(parsed) - 1)
+    if not 0 < deadline <= 7 * 86400:
+        raise UsageError("--deadline must be more than 0 and at most a week (604800 s)")
     port = addr.parse_port(port)
     server_spec = addr.parse_server(server, default_port=port) if server else None
     source = addr.parse_ip(source_address, what="source address") if source_address else None

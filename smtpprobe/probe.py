@@ -264,11 +264,16 @@ class Checker:
 
     # --- one address ------------------------------------------------------------------------
 
-    async def check(self, address: Address) -> CheckReport:
-        """Everything about one address. Never raises for anything a server or DNS does."""
+    async def check(self, address: Address, *, deadline: float | None = None) -> CheckReport:
+        """Everything about one address. Never raises for anything a server or DNS does.
+
+        `deadline` is a loop time shared by a whole command; by default the check gets
+        `options.deadline` seconds of its own.
+        """
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        deadline = loop.time() + self.options.deadline
+        if deadline is None:
+            deadline = loop.time() + self.options.deadline
         mx = await self._mail_hosts(address, deadline)
         recipients = [address.smtp]
         if self.options.catch_all:

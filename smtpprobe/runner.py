@@ -29,11 +29,13 @@ def exit_code(reports: Sequence[CheckReport]) -> int:
 
 async def check_all(checker: Checker, addresses: Sequence[Address], *,
                     on_done: object = None) -> list[CheckReport]:
+    """Check every address; `--deadline` bounds the whole command, not each address."""
     limit = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
+    deadline = asyncio.get_running_loop().time() + checker.options.deadline
 
     async def one(address: Address) -> CheckReport:
         async with limit:
-            report = await checker.check(address)
+            report = await checker.check(address, deadline=deadline)
         if callable(on_done):
             on_done(report)
         return report
