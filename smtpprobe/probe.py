@@ -374,8 +374,14 @@ class Checker:
                 findings.append(classify_failure(self.kb, Stage.DNS, host.failure))
         for conv in convs:
             findings.extend(conv.extra_findings)
-            findings.extend(s.finding for s in conv.steps if s.finding is not None
-                            and s.finding.severity not in (Severity.OK, Severity.INFO))
+            mail_failed = conv.mail_step is not None and conv.mail_step.reply is not None and (
+                conv.mail_step.reply.klass in (4, 5))
+            for step in conv.steps:
+                if step.finding is None or step.finding.severity in (Severity.OK, Severity.INFO):
+                    continue
+                if mail_failed and step.stage is Stage.RCPT:
+                    continue  # only an echo of the refused MAIL (e.g. 503 bad sequence)
+                findings.append(step.finding)
 
         decisive: Finding | None = None
         verdict = Verdict.UNREACHABLE
@@ -469,10 +475,10 @@ class Checker:
 
 
 def _unique(findings: Sequence[Finding]) -> list[Finding]:
-    seen: set[tuple[str, str, str | None]] = set()
+    seen: set[tuple[str, str]] = set()
     out: list[Finding] = []
     for finding in findings:
-        key = (finding.rule, finding.evidence, finding.stage)
+        key = (finding.rule, finding.evidence)
         if key not in seen:
             seen.add(key)
             out.append(finding)

@@ -15,6 +15,7 @@ from rich.text import Text
 from .i18n import text as t
 from .models import (
     AddressStatus,
+    Category,
     CheckReport,
     Finding,
     HostReport,
@@ -48,16 +49,21 @@ def finding_panel(finding: Finding, lang: str, redact: Redactor, *,
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    retry = t("retry.yes", lang) if finding.retryable else t("retry.no", lang)
-    table.add_row(t("retry", lang), Text(retry, style="green" if finding.retryable else "red"))
+    good = finding.category in (Category.SUCCESS, Category.INTERMEDIATE)
+    if not good:
+        retry = t("retry.yes", lang) if finding.retryable else t("retry.no", lang)
+        table.add_row(t("retry", lang),
+                      Text(retry, style="green" if finding.retryable else "red"))
     table.add_row(t("stage", lang), str(finding.stage) if finding.stage else t("stage.none", lang))
     table.add_row(t("cause", lang), _safe(finding.cause.get(lang), redact))
-    table.add_row(t("remedy", lang), _safe(finding.remedy.get(lang), redact))
+    if not good:
+        table.add_row(t("remedy", lang), _safe(finding.remedy.get(lang), redact))
     if finding.correction:
         table.add_row(t("correction", lang), _safe(finding.correction.get(lang), redact))
     evidence = reply.render() if reply is not None and reply.lines else finding.evidence
     if evidence:
-        table.add_row(t("server_said", lang), Text(redact(evidence), style="dim"))
+        label = t("server_said", lang) if finding.code is not None else t("detail", lang)
+        table.add_row(label, Text(redact(evidence), style="dim"))
     refs = " · ".join([finding.rule, *finding.references])
     table.add_row(t("rule", lang), Text(refs, style="dim"))
     codes = " ".join(x for x in (str(finding.code) if finding.code else "",
@@ -164,7 +170,8 @@ def check_view(report: CheckReport, lang: str, redact: Redactor, *,
                   and report.finding.about_prober else f"status.{report.address_status.value}")
     parts.append(Text(f"{t('status', lang)}: {t(status_key, lang)}"))
     parts.append(finding_panel(report.finding, lang, redact))
-    others = [f for f in report.findings if f is not report.finding and f != report.finding]
+    others = [f for f in report.findings
+              if (f.rule, f.evidence) != (report.finding.rule, report.finding.evidence)]
     if others:
         parts.append(Text(t("findings", lang), style="bold"))
         for finding in others:

@@ -1,0 +1,129 @@
+"""`smtpprobe demo` and `smtpprobe lab`: the tool at work on this machine, no internet needed."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .address import UsageError
+from .cliapp import JsonOpt, KnowledgeOpt, LangOpt, app, load_kb, resolve_lang
+
+# (address, what it shows in English and German, check options)
+DEMO_CHECKS: tuple[tuple[str, str, str, dict[str, object]], ...] = (
+    ("alice@good.test", "an address that exists", "eine Adresse, die existiert", {}),
+    ("nobody@good.test", "an address that does not exist", "eine Adresse, die es nicht gibt",
+     {}),
+    ("alice@backup.test", "the first MX is down; the backup MX answers",
+     "der erste MX ist aus; der Ersatz-MX antwortet", {}),
+    ("bob@full.test", "a full mailbox", "ein volles Postfach", {}),
+    ("alice@grey.test", "greylisting", "Greylisting", {}),
+    ("alice@blocked.test", "the server blocks the prober, not the address",
+     "der Server sperrt den Prüfer, nicht die Adresse", {}),
+    ("someone@catchall.test", "a catch-all domain (--catch-all)",
+     "eine Catch-all-Domain (--catch-all)", {"catch_all": True}),
+    ("alice@tls.test", "a server that insists on STARTTLS (--no-starttls)",
+     "ein Server, der auf STARTTLS besteht (--no-starttls)", {"starttls": False}),
+    ("alice@nullmx.test", "a domain that accepts no mail (null MX)",
+     "eine Domain, die keine Mail annimmt (Null-MX)", {}),
+    ("alice@nosuch.test", "a domain that does not exist", "eine Domain, die es nicht gibt", {}),
+)
+
+
+@app.command()
+def demo(
+    lang: LangOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show full transcripts.")] = False,
+    knowledge_dir: KnowledgeOpt = None,
+) -> None:
+    """Run checks against embedded lab servers and a lab DNS zone on 127.0.0.x (Linux)."""
+    language = resolve_lang(lang)
+    kb = load_kb(knowledge_dir)
+    from dataclasses import replace
+
+    from .address import parse_address
+    from .lab.world import lab_world
+    from .models import CheckReport
+    from .probe import Checker, CheckOptions
+
+    async def run() -> list[tuple[str, CheckReport]]:
+        async with lab_world() as world:
+            base = CheckOptions(helo="probe.smtpprobe.test", port=world.port,
+                                nameservers=(world.resolver,), cafile=world.cafile,
+                                timeout=5.0, deadline=20.0)
+            out = []
+            for address_text, what_en, what_de, extra in DEMO_CHECKS:
+                what = what_de if language == "de" else what_en
+                address = parse_address(address_text)
+                assert address is not None
+                options = replace(base, **extra)  # type: ignore[arg-type]
+                out.append((what, await Checker(kb, options).check(address)))
+            return out
+
+    try:
+        results = asyncio.run(run())
+    except OSError as exc:
+        raise UsageError(f"cannot start the lab servers on 127.0.0.21-29 ({exc.strerror or exc}); "
+                         f"the demo needs Linux, where any 127.x address works") from None
+    if as_json:
+        from .report import check_dict, dumps
+
+        for _, report in results:
+            sys.stdout.write(dumps(check_dict(report, language), indent=None) + "\n")
+        return
+    from rich.rule import Rule
+
+    from .redact import Redactor
+    from .render import check_view, console
+
+    out = console()
+    out.print("smtpprobe demo: lab mail servers and a DNS zone on 127.0.0.x, nothing leaves "
+              "this machine." if language == "en" else
+              "smtpprobe-Demo: Labor-Mailserver und eine DNS-Zone auf 127.0.0.x; nichts "
+              "verlässt diesen Rechner.")
+    for what, report in results:
+        out.print(Rule(f"smtpprobe check {report.address}  ({what})", align="left"))
+        out.print(check_view(report, language, Redactor(), verbose=verbose))
+    out.print(Rule())
+    summary = ", ".join(f"{r.address}: {r.verdict.value}" for _, r in results)
+    out.print(summary, style="dim")
+
+
+@app.command()
+def lab(
+    scenarios: Annotated[Optional[list[str]], typer.Argument(
+        help="Scenario names (see --list).", show_default=False)] = None,
+    host: Annotated[str, typer.Option("--host", help="Loopback address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="First port (0: any free ports).")] = 0,
+    list_them: Annotated[bool, typer.Option("--list", help="List the scenarios and exit.")] = False,
+) -> None:
+    """Serve lab scenarios on loopback until Ctrl-C, to try smtpprobe (or any client) against."""
+    from .address import parse_ip, parse_port
+    from .lab.smtp import SCENARIOS, describe, run_forever
+
+    if list_them:
+        for name, summary in describe():
+            sys.stdout.write(f"{name:20} {summary}\n")
+        return
+    if not scenarios:
+        raise UsageError("name at least one scenario (see smtpprobe lab --list)")
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        raise UsageError(f"unknown scenario {unknown[0]!r} (see smtpprobe lab --list)")
+    address = parse_ip(host, what="--host")
+    import ipaddress
+
+    if not ipaddress.ip_address(address).is_loopback:
+        raise UsageError(f"--host {address} is not a loopback address; the lab serves only "
+                         f"127.0.0.0/8 and ::1")
+    first = parse_port(port) if port else 0
+    try:
+        asyncio.run(run_forever(scenarios, address, first,
+                                write=lambda line: print(line, flush=True)))
+    except KeyboardInterrupt:
+        return
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {address}: {exc.strerror or exc}") from None
