@@ -411,6 +411,9 @@ class Checker:
             decisive = found
             verdict = {2: Verdict.ACCEPTED, 4: Verdict.DEFERRED}.get(reply.klass or 5,
                                                                       Verdict.REJECTED)
+            if reply.code == 552 and chosen.stage is Stage.RCPT:
+                # RFC 5321 4.5.3.1.10: a 552 to RCPT is to be treated as temporary, as MTAs do.
+                verdict = Verdict.DEFERRED
             if verdict is Verdict.ACCEPTED:
                 # RFC 5321 3.5.3: 252 means "cannot verify, will try": existence unknown.
                 status = AddressStatus.UNKNOWN if reply.code == 252 else AddressStatus.EXISTS
