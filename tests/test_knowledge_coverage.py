@@ -149,7 +149,7 @@ def test_success_codes_are_never_read_as_failures(kb: KnowledgeBase) -> None:
     (Stage.RCPT, "550", Category.USER_UNKNOWN, False),
     (Stage.EHLO, "550", Category.CLIENT_IDENTITY_REJECTED, False),
     (Stage.MAIL, "553", Category.SENDER_REJECTED, False),
-    (Stage.RCPT, "553", Category.USER_UNKNOWN, False),
+    (Stage.RCPT, "553", Category.SYNTAX_ERROR, False),
     (Stage.CONNECT, "554", Category.BLOCKLISTED, False),
     (Stage.RCPT, "554", Category.POLICY_REJECTED, False),
     (Stage.DATA, "554", Category.CONTENT_REJECTED, False),
@@ -174,7 +174,7 @@ def test_success_codes_are_never_read_as_failures(kb: KnowledgeBase) -> None:
     (Stage.STARTTLS, "220 2.0.0", Category.SUCCESS, False),
     (Stage.RCPT, "221", Category.SERVER_UNAVAILABLE, False),
     (Stage.QUIT, "221", Category.SUCCESS, False),
-    (Stage.RCPT, "450", Category.GREYLISTED, True),
+    (Stage.RCPT, "450", Category.SERVER_UNAVAILABLE, True),
     (Stage.MAIL, "450", Category.SENDER_REJECTED, True),
     # Enhanced codes outrank the basic code, and some change meaning with the stage too.
     (Stage.DATA, "552 5.2.2", Category.MAILBOX_FULL, True),
@@ -189,7 +189,17 @@ def test_success_codes_are_never_read_as_failures(kb: KnowledgeBase) -> None:
     (Stage.RCPT, "450 4.1.1", Category.SERVER_UNAVAILABLE, True),
     (Stage.RCPT, "550 5.1.1", Category.USER_UNKNOWN, False),
     (Stage.RCPT, "550 5.4.1", Category.USER_UNKNOWN, False),
-    (Stage.DATA, "451 4.4.1", Category.CONNECTION_FAILED, True),
+    (Stage.DATA, "451 4.4.1", Category.SERVER_UNAVAILABLE, True),
+    # Details that only repeat the basic code leave the decision to it.
+    (None, "500 5.5.1", Category.SYNTAX_ERROR, False),
+    (None, "502 5.5.1", Category.NOT_IMPLEMENTED, False),
+    (Stage.MAIL, "555 5.5.4", Category.NOT_IMPLEMENTED, False),
+    (Stage.MAIL, "501 5.5.4", Category.SYNTAX_ERROR, False),
+    (None, "500 5.3.3", Category.SYNTAX_ERROR, False),
+    (Stage.AUTH, "504 5.3.3", Category.AUTH_METHOD_REJECTED, False),
+    # RFC 4954: a password transition needs another login first, not a plain retry.
+    (Stage.AUTH, "432 4.7.12", Category.AUTH_METHOD_REJECTED, False),
+    (Stage.AUTH, "432", Category.AUTH_METHOD_REJECTED, False),
     # A policy subject (5.7.x) with a detail we do not know is not an unknown mailbox.
     (Stage.RCPT, "550 5.7.999", Category.POLICY_REJECTED, False),
     # "Other" enhanced codes say less than the basic code.
