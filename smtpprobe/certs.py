@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,10 @@ def load_trust_store(cafile: str | None = None) -> TrustStore:
     for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
         if candidate and Path(candidate).is_file():
             try:
-                found = x509.load_pem_x509_certificates(Path(candidate).read_bytes())
+                with warnings.catch_warnings():
+                    # System bundles carry a few old roots with odd serial numbers.
+                    warnings.simplefilter("ignore")
+                    found = x509.load_pem_x509_certificates(Path(candidate).read_bytes())
             except ValueError:
                 continue
             source = candidate

@@ -118,6 +118,8 @@ def classify_reply(kb: KnowledgeBase, stage: Stage | None, reply: Reply) -> Find
     ranked = rank_reply(kb, stage, reply)
     rule = ranked[0].rule if ranked else kb.fallback
     klass = reply.klass
+    if klass is None and reply.enhanced:
+        klass = int(reply.enhanced[0])  # pasted "dsn=4.7.5": the enhanced class decides
     retryable = rule.retryable if rule.retryable is not None else klass == 4
     severity = rule.severity or _SEVERITY_OF_CLASS.get(klass or 0, Severity.WARNING)
     return Finding(
@@ -162,7 +164,8 @@ def check_examples(kb: KnowledgeBase) -> list[str]:
     for rule in kb.rules:
         for example in rule.examples:
             if example.failure is not None:
-                ranked = rank_failure(kb, example.stage, Failure(example.failure, "example"))
+                detail = example.detail or "example"
+                ranked = rank_failure(kb, example.stage, Failure(example.failure, detail))
                 shown = f"failure {example.failure}"
             else:
                 ranked = rank_reply(kb, example.stage, parse_reply(example.reply or ""))

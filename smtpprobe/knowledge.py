@@ -70,6 +70,7 @@ class Example:
     stage: Stage | None
     reply: str | None = None
     failure: FailureKind | None = None
+    detail: str | None = None  # the failure's detail line, for rules that match on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,8 +301,11 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
         raise fail("'examples' must be a list")
     examples: list[Example] = []
     for item in raw_examples:
-        if not isinstance(item, dict) or set(item) - {"stage", "reply", "failure"}:
-            raise fail("an example is a table with 'stage' and either 'reply' or 'failure'")
+        if not isinstance(item, dict) or set(item) - {"stage", "reply", "failure", "detail"}:
+            raise fail("an example is a table with 'stage' and either 'reply' or 'failure' "
+                       "(and its 'detail')")
+        if "detail" in item and ("failure" not in item or not isinstance(item["detail"], str)):
+            raise fail("an example's 'detail' is a string and belongs to a 'failure'")
         if isinstance(item.get("reply"), str) == isinstance(item.get("failure"), str):
             raise fail("each example needs exactly one of 'reply' (text) or 'failure' (kind)")
         ex_stage = item.get("stage")
@@ -310,6 +314,7 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
                 Stage(ex_stage) if ex_stage else None,
                 reply=item.get("reply"),
                 failure=FailureKind(item["failure"]) if "failure" in item else None,
+                detail=item.get("detail"),
             ))
         except ValueError:
             raise fail(f"example has unknown stage or failure kind: {item!r}") from None
