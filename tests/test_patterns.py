@@ -172,6 +172,73 @@ def test_more_specific_phrase_wins(kb: KnowledgeBase, text: str, rule_id: str | 
         assert (result.rule, result.category) == (rule_id, category)
 
 
+@pytest.mark.parametrize(
+    ("stage", "text", "category", "retryable"),
+    [
+        # A relay refusal or a demand for TLS does not change by waiting, whatever the class.
+        (Stage.RCPT, "454 4.7.1 <sales@example.net>: Relay access denied", C.RELAY_DENIED,
+         False),
+        (Stage.RCPT, ("421-4.7.0 TLS required for RCPT domain, closing connection.\n"
+                      "421 4.7.0  https://support.google.com/a/answer/2520500 x - gsmtp"),
+         C.TLS_REQUIRED, False),
+        # A full mailbox clears when the recipient makes room (RFC 3463 3.3), even after 552;
+        # an abandoned full Gmail box does not.
+        (Stage.RCPT, "552 5.2.2 <x@example.net>: Recipient address rejected: Mailbox full",
+         C.MAILBOX_FULL, True),
+        (Stage.RCPT, ("552-5.2.2 The recipient's inbox is out of storage space and inactive.\n"
+                      "552 5.2.2  https://support.google.com/mail/?p=OverQuotaPerm x - gsmtp"),
+         C.MAILBOX_FULL, False),
+        # Sending quotas pass when the period is over, even when refused with 5xx.
+        (Stage.MAIL, "550 5.4.5 Daily user sending quota exceeded.", C.RATE_LIMITED, True),
+        # Yahoo says in words that a 421 will not pass.
+        (Stage.MAIL, ("421 4.7.1 [TS03] All messages from 192.0.2.30 will be permanently "
+                      "deferred; Retrying will NOT succeed."), C.REPUTATION_BLOCK, False),
+        # Protocol errors are the client's; retrying the same way fails again.
+        (Stage.MAIL, "451 4.5.0 SMTP protocol violation, see RFC 5321", C.PROTOCOL_ERROR, False),
+    ],
+)
+def test_retry_advice_follows_the_words(kb: KnowledgeBase, stage: Stage, text: str,
+                                        category: Category, retryable: bool) -> None:
+    result = finding(kb, text, stage)
+    assert (result.category, result.retryable) == (category, retryable), result.rule
+
+
+@pytest.mark.parametrize(
+    ("stage", "text", "category"),
+    [
+        (Stage.RCPT, "550 5.7.1 <peggy@example.org>: Recipient address rejected: Access denied",
+         C.POLICY_REJECTED),
+        (Stage.DATA, ("554-Transaction failed\n554-Reject due to policy restrictions.\n"
+                     "554 For explanation visit https://postmaster.web.de/en/case?c=bl"),
+         C.POLICY_REJECTED),
+        (Stage.CONNECT, "554 No SMTP service here", C.POLICY_REJECTED),
+        (Stage.DATA, "554 5.5.1 Error: no valid recipients", C.BAD_SEQUENCE),
+        (Stage.RCPT, "503 5.5.1 Error: need MAIL command", C.BAD_SEQUENCE),
+        (Stage.MAIL, "554 SMTP synchronization error", C.PROTOCOL_ERROR),
+        (Stage.MAIL, "501 5.5.4 Syntax: MAIL FROM:<address>", C.SYNTAX_ERROR),
+        (Stage.DATA, ("550 5.7.512 Access denied, message must be RFC 5322 section 3.6.2 "
+                      "compliant and include a valid From address"), C.CONTENT_REJECTED),
+        (Stage.RCPT, "550 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain",
+         C.DOMAIN_NOT_FOUND),
+        (Stage.RCPT, "451 4.4.0 DNS query failed. The error was: ErrorRetry", C.ROUTING_ERROR),
+        (None, "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)",
+         C.CONNECTION_FAILED),
+        (None, ("host mx.example.net [198.51.100.71]: TLS session: (certificate verification "
+                "failed): certificate has expired"), C.CERTIFICATE_PROBLEM),
+        (Stage.AUTH, ("421 4.7.66 TLS 1.0 and 1.1 are not supported. Please upgrade/update your "
+                      "client to support TLS 1.2."), C.TLS_FAILED),
+        (Stage.RCPT, "452 4.3.1 Insufficient system storage", C.SERVER_UNAVAILABLE),
+        (Stage.MAIL, "550 5.1.8 Access denied, bad outbound sender. AS(42004)",
+         C.SENDER_REJECTED),
+    ],
+)
+def test_policy_protocol_and_transport_phrasings(kb: KnowledgeBase, stage: Stage | None,
+                                                 text: str, category: Category) -> None:
+    result = finding(kb, text, stage)
+    assert result.category is category, result.rule
+    assert kb.by_id(result.rule).pattern is not None
+
+
 # --- the same words mean different things at different commands ------------------------------
 
 
