@@ -352,3 +352,146 @@ class CheckReport:
     elapsed_ms: float = 0.0
     mail_from: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+
+
+# --- sweep and relay ---
+
+
+class PortMode(StrEnum):
+    """How a port is spoken to: plain text upgraded with STARTTLS (RFC 3207), TLS from the
+    first byte ("implicit TLS", RFC 8314 3.3), or plain text only."""
+
+    STARTTLS = "starttls"
+    TLS = "tls"
+    PLAIN = "plain"
+
+
+class PortState(StrEnum):
+    """What trying a port showed, before any login."""
+
+    OPEN = "open"  # a 220 greeting
+    REFUSED = "refused"  # TCP reset: nothing listens, or a firewall rejects
+    FILTERED = "filtered"  # the TCP connection timed out: packets are silently dropped
+    UNREACHABLE = "unreachable"  # no route to the address
+    SILENT = "silent"  # TCP connected, but no greeting in time
+    REJECTED = "rejected"  # a greeting other than 220 (554, 421 ...)
+    FAILED = "failed"  # closed, TLS broke, not SMTP, the deadline ran out ...
+
+
+class AuthResult(StrEnum):
+    """How a login attempt on one port ended."""
+
+    OK = "ok"
+    FAILED = "failed"  # 535: user name or password wrong
+    APP_PASSWORD = "app_password"  # 534: an app password (or a stronger method) is needed
+    METHOD_REJECTED = "method_rejected"  # 504 and friends: the method was not accepted
+    TLS_REQUIRED = "tls_required"  # 530 / 538: encryption first
+    NOT_OFFERED = "not_offered"  # no AUTH, or none smtpprobe can use
+    WITHHELD = "withheld"  # the connection was not encrypted: the password was not sent
+    TEMPORARY = "temporary"  # 4xx
+    ERROR = "error"  # no reply: timeout, closed connection
+    NOT_TRIED = "not_tried"  # no credentials given, or the port could not be used
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOutcome:
+    result: AuthResult = AuthResult.NOT_TRIED
+    mechanism: str | None = None  # the mechanism of the last attempt
+    tried: tuple[str, ...] = ()
+    finding: Finding | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PortReport:
+    """One port of a sweep: reachability, TLS, what EHLO offered, and the login."""
+
+    port: int
+    mode: PortMode
+    host: str
+    address: str
+    state: PortState
+    reachable: bool = False  # the TCP connection was made
+    steps: tuple[Step, ...] = ()
+    banner: str | None = None
+    failure: Finding | None = None  # why the port could not be used
+    tls: TlsInfo | None = None
+    capabilities_before_tls: Capabilities | None = None
+    capabilities_after_tls: Capabilities | None = None
+    auth: AuthOutcome = AuthOutcome()
+    findings: tuple[Finding, ...] = ()
+    elapsed_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One line of a recommendation's explanation: a text key and its values (the words
+    themselves live with the renderers, in both languages)."""
+
+    key: str
+    values: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """What to type into a mail program, or why nothing works."""
+
+    usable: bool
+    tested: bool  # a login on the recommended port succeeded
+    host: str
+    port: int | None = None
+    mode: PortMode | None = None
+    mechanism: str | None = None
+    reasons: tuple[Reason, ...] = ()
+    finding: Finding | None = None  # when nothing works: the most likely cause and remedy
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    host: str
+    addresses: tuple[str, ...]
+    ports: tuple[PortReport, ...]
+    recommendation: Recommendation
+    user: str | None = None
+    dns_failure: Finding | None = None
+    elapsed_ms: float = 0.0
+
+
+class CheckStatus(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class RelayVerdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    TEMPORARY = "temporary"  # nothing failed for good, but something answered 4xx or timed out
+
+
+@dataclass(frozen=True, slots=True)
+class RelayCheck:
+    """One check of `smtpprobe relay`: connect, tls, auth, mail, rcpt, send or open_relay."""
+
+    name: str
+    status: CheckStatus
+    finding: Finding | None = None
+    subject: str | None = None  # the recipient of an rcpt check
+    temporary: bool = False  # failed, but a later run may pass (4xx, timeout)
+    steps: tuple[Step, ...] = ()
+    elapsed_ms: float = 0.0
+    note: Reason | None = None  # why it was skipped, or what it established
+
+
+@dataclass(frozen=True, slots=True)
+class RelayReport:
+    host: str
+    address: str
+    port: int
+    mode: PortMode
+    verdict: RelayVerdict
+    checks: tuple[RelayCheck, ...]
+    tls: TlsInfo | None = None
+    message_id: str | None = None
+    queue_id: str | None = None
+    user: str | None = None
+    elapsed_ms: float = 0.0

@@ -1,0 +1,191 @@
+"""`smtpprobe sweep`: which ports of a mail server work for sending, and what to type into a
+mail program. Everything is validated (and the password read) before the first packet."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from .address import UsageError
+from .cliapp import JsonOpt, KnowledgeOpt, LangOpt, app, load_kb, resolve_lang
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .certs import TrustStore
+    from .models import Finding, SweepReport
+
+UserOpt = Annotated[Optional[str], typer.Option(
+    "--user", envvar="SMTPPROBE_USER", help="Log in as USER (the password is never an "
+    "argument: see --password-env, --password-file, $SMTPPROBE_PASSWORD or the prompt).",
+    metavar="USER", show_default=False)]
+PasswordEnvOpt = Annotated[Optional[str], typer.Option(
+    "--password-env", help="Read the password from the environment variable VAR.",
+    metavar="VAR", show_default=False)]
+PasswordFileOpt = Annotated[Optional[str], typer.Option(
+    "--password-file", help="Read the password from the first line of FILE.",
+    metavar="FILE", show_default=False)]
+PlaintextOpt = Annotated[bool, typer.Option(
+    "--allow-plaintext-auth", help="Also send the password over an unencrypted connection "
+    "(never done otherwise).")]
+HeloOpt = Annotated[Optional[str], typer.Option(
+    "--helo", envvar="SMTPPROBE_HELO", help="Name to send in EHLO (default: this machine's "
+    "name).", show_default=False)]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for each step.")]
+SourceOpt = Annotated[Optional[str], typer.Option(
+    "--source-address", help="Local IP address to connect from.", metavar="IP",
+    show_default=False)]
+CafileOpt = Annotated[Optional[Path], typer.Option(
+    "--cafile", envvar="SMTPPROBE_CAFILE", help="PEM file of CA certificates to trust "
+    "instead of the system store.", show_default=False)]
+ResolverOpt = Annotated[Optional[str], typer.Option(
+    "--resolver", envvar="SMTPPROBE_RESOLVER", help="DNS server to use instead of the "
+    "system's.", metavar="HOST[:PORT]", show_default=False)]
+VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show the full transcript.")]
+
+
+def default_helo() -> str:
+    import socket
+
+    from .address import check_host
+
+    try:
+        return check_host(socket.gethostname())
+    except UsageError:
+        return "localhost"
+
+
+def check_numbers(timeout: float, deadline: float) -> None:
+    if not 0 < timeout <= 3600:
+        raise UsageError("--timeout must be between 0 and 3600 seconds")
+    if not 0 < deadline <= 86400:
+        raise UsageError("--deadline must be between 0 and 86400 seconds")
+
+
+def load_trust(cafile: Path | None) -> TrustStore:
+    from .certs import load_trust_store
+
+    if cafile is None:
+        return load_trust_store(None)
+    try:
+        store = load_trust_store(str(cafile))
+    except OSError as exc:
+        raise UsageError(f"--cafile {cafile}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise UsageError(f"--cafile {cafile}: no PEM certificates in it") from None
+    if not store.roots:
+        raise UsageError(f"--cafile {cafile}: no PEM certificates in it")
+    return store
+
+
+def parse_nameservers(resolver: str | None) -> tuple[tuple[str, int], ...] | None:
+    if not resolver:
+        return None
+    from .dns import parse_resolver
+
+    try:
+        return (parse_resolver(resolver),)
+    except ValueError as exc:
+        raise UsageError(f"--resolver: {exc}") from None
+
+
+def parse_target(host: str) -> str:
+    """The server to sweep: a host name or an IP address, without a port."""
+    from .address import check_host, is_ip
+
+    spec = host.strip()
+    if spec.startswith("[") and spec.endswith("]"):
+        spec = spec[1:-1]
+    if is_ip(spec):
+        return str(spec)
+    if ":" in spec:
+        raise UsageError(f"sweep takes a host without a port ({host!r}); choose ports with "
+                         f"--ports")
+    return check_host(spec)
+
+
+def wide_console() -> Console:
+    """rich's console; when the output is not a terminal (a CI log, a file) rich assumes 80
+    columns, too narrow for the port table: use 120 unless $COLUMNS says otherwise."""
+    import os
+
+    from .render import console
+
+    out = console()
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out.width = 120
+    return out
+
+
+def sweep_exit_code(report: SweepReport) -> int:
+    """0: working settings found; 1: none; 3: none, and the likely cause may pass (timeouts,
+    4xx)."""
+    rec = report.recommendation
+    if rec.usable:
+        return 0
+    finding: Finding | None = rec.finding
+    return 3 if finding is not None and finding.retryable else 1
+
+
+@app.command()
+def sweep(
+    host: Annotated[str, typer.Argument(help="Mail server to test, e.g. smtp.example.org",
+                                        show_default=False)],
+    ports: Annotated[str, typer.Option(
+        "--ports", help="Ports to try, with an optional mode each: 25,587,465 or "
+        "587:starttls,465:tls,2525:plain.")] = "25,587,465,2525",
+    user: UserOpt = None,
+    password_env: PasswordEnvOpt = None,
+    password_file: PasswordFileOpt = None,
+    allow_plaintext_auth: PlaintextOpt = False,
+    helo: HeloOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    deadline: Annotated[float, typer.Option(
+        "--deadline", help="Seconds for the whole sweep, all ports together.")] = 30.0,
+    source_address: SourceOpt = None,
+    cafile: CafileOpt = None,
+    resolver: ResolverOpt = None,
+    lang: LangOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    knowledge_dir: KnowledgeOpt = None,
+) -> None:
+    """Try the submission ports of a mail server and recommend settings for a mail program."""
+    from . import address as addr
+    from .secrets_input import PasswordSource, resolve_credentials
+    from .sweep import SweepOptions, parse_ports
+
+    language = resolve_lang(lang)
+    target = parse_target(host)
+    port_specs = parse_ports(ports)
+    check_numbers(timeout, deadline)
+    helo_name = addr.parse_helo(helo) if helo else default_helo()
+    source = addr.parse_ip(source_address, what="source address") if source_address else None
+    nameservers = parse_nameservers(resolver)
+    trust = load_trust(cafile)
+    kb = load_kb(knowledge_dir)
+    creds = resolve_credentials(user, PasswordSource(env=password_env, file=password_file))
+
+    from .redact import Redactor
+    from .sweep import Sweeper
+
+    redact = Redactor([(creds.user, creds.password)]) if creds else Redactor()
+    options = SweepOptions(host=target, ports=port_specs, helo=helo_name, timeout=timeout,
+                           deadline=deadline, allow_plaintext_auth=allow_plaintext_auth,
+                           nameservers=nameservers, source_address=source)
+    sweeper = Sweeper(kb, options, trust=trust, redactor=redact, credentials=creds)
+    report = asyncio.run(sweeper.sweep())
+    if as_json:
+        from .report import dumps
+        from .submit_report import sweep_dict
+
+        sys.stdout.write(dumps(sweep_dict(report, language), redact) + "\n")
+    else:
+        from .submit_render import sweep_view
+
+        wide_console().print(sweep_view(report, language, redact, verbose=verbose))
+    raise typer.Exit(sweep_exit_code(report))
