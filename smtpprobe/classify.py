@@ -86,8 +86,9 @@ def _score_failure(rule: Rule, stage: Stage | None, failure: Failure) -> int | N
 
 def rank_reply(kb: KnowledgeBase, stage: Stage | None, reply: Reply) -> list[Candidate]:
     """All matching rules, best first (ties keep knowledge-base order)."""
-    # Patterns see the whole reply with the enhanced code, so a rule may also key on it.
-    text = reply.text
+    # Patterns see the reply with its enhanced code, so a rule may also key on it. Real
+    # replies stay far below 16 KiB; the cap bounds the work on hostile or pasted input.
+    text = reply.text[:16384]
     found = []
     for rule in kb.rules:
         score = _score_reply(rule, stage, reply, text)

@@ -412,7 +412,9 @@ class Checker:
             verdict = {2: Verdict.ACCEPTED, 4: Verdict.DEFERRED}.get(reply.klass or 5,
                                                                       Verdict.REJECTED)
             if reply.code == 552 and chosen.stage is Stage.RCPT:
-                # RFC 5321 4.5.3.1.10: a 552 to RCPT is to be treated as temporary, as MTAs do.
+                # RFC 5321 4.5.3.1.10: clients treat 552 to RCPT as temporary (old servers
+                # sent it for "too many recipients"); a full mailbox (X.2.2) is persistent
+                # transient too (RFC 3463 3.3). MTAs defer, so does the verdict.
                 verdict = Verdict.DEFERRED
             if verdict is Verdict.ACCEPTED:
                 # RFC 5321 3.5.3: 252 means "cannot verify, will try": existence unknown.
