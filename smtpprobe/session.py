@@ -18,6 +18,7 @@ import asyncio
 import base64
 import errno
 import hmac
+import re
 import socket
 import ssl
 import time
@@ -55,10 +56,37 @@ class Endpoint:
     name: str | None = None  # host name for SNI and the certificate check; None for literals
 
 
+# C0 and C1 controls and DEL, except tab and the line feeds that separate reply lines.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What may never be part of a command line (RFC 5321 2.3.8: CR and LF only end a line).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class UnsafeCommand(ValueError):
+    """Command text with a control character: our own fault, never sent (SMTP injection)."""
+
+
+def _safe(text: str) -> str:
+    if _UNSAFE.search(text):
+        raise UnsafeCommand(f"refusing to send a command with a control character: "
+                            f"{text.encode('unicode_escape').decode('ascii')[:80]}")
+    return text
+
+
 def _clean(text: str) -> str:
-    """Server text as printable Unicode: undecodable bytes (kept by aiosmtplib as surrogate
-    escapes) become U+FFFD, so that nothing later fails to print or encode it."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """Server text as printable Unicode, harmless on a terminal.
+
+    aiosmtplib keeps undecodable bytes as surrogate escapes. A reply that is not UTF-8 is
+    read as Windows-1252, which is what old servers with German or French texts send; bytes
+    that fit neither become U+FFFD. Control characters (escape sequences that could clear a
+    screen or retitle a window) become U+FFFD as well.
+    """
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        decoded = raw.decode("cp1252", "replace")
+    return _CONTROLS.sub("\ufffd", decoded)
 
 
 def _detail(exc: BaseException) -> str:
@@ -79,10 +107,11 @@ def _os_failure(exc: OSError, *, what: str) -> Failure:
     return Failure(FailureKind.CLOSED, f"{what}: {exc.strerror or _detail(exc)}")
 
 
-def _failure_from(exc: BaseException, *, stage: Stage, timeout: float) -> Failure | Reply:
+def _failure_from(exc: BaseException, *, stage: Stage, timeout: float,
+                  verb: str) -> Failure | Reply:
     """The one translation table from third-party exceptions to data."""
     if isinstance(exc, SMTPConnectResponseError):
-        return from_code_and_message(exc.code, _clean(exc.message))
+        return _reply(verb, exc.code, exc.message)
     if isinstance(exc, SMTPResponseException):
         if exc.code == _INVALID:
             if "too long" in exc.message.lower():
@@ -90,7 +119,7 @@ def _failure_from(exc: BaseException, *, stage: Stage, timeout: float) -> Failur
                                f"the server's reply exceeded {MAX_LINE} bytes per line or "
                                f"{MAX_REPLY} in all")
             return Failure(FailureKind.PROTOCOL, f"not an SMTP reply: {_clean(exc.message)[:160]}")
-        return from_code_and_message(exc.code, _clean(exc.message))
+        return _reply(verb, exc.code, exc.message)
     if isinstance(exc, ssl.SSLError):
         return Failure(FailureKind.TLS_HANDSHAKE, f"TLS handshake failed: {_detail(exc)}")
     if isinstance(exc, SMTPConnectTimeoutError):
@@ -119,6 +148,39 @@ def _failure_from(exc: BaseException, *, stage: Stage, timeout: float) -> Failur
     raise exc  # our own fault: let it surface in tests
 
 
+# The positive replies each command may get (RFC 5321 4.3.2, RFC 3207 4, RFC 4954 4); any
+# command may get a 4yz or 5yz. Commands not listed take any 2yz except the ones that belong
+# to the greeting, STARTTLS, QUIT or AUTH.
+_POSITIVE: dict[str, frozenset[int]] = {
+    "CONNECT": frozenset({220}),
+    "STARTTLS": frozenset({220}),
+    "AUTH": frozenset({235, 334}),
+    "DATA": frozenset({354}),
+    "QUIT": frozenset(range(200, 300)),  # 221, and servers that say 250 are harmless
+}
+_NOT_FOR_OTHERS = frozenset({220, 221, 235})
+
+
+def _reply(verb: str, code: int, message: str) -> Reply | Failure:
+    """A reply as data, or a protocol failure when it cannot be an answer to `verb`."""
+    text = _clean(message)
+    if not 200 <= code <= 599:
+        # RFC 5321 4.2: three digits, the first 2-5 (SMTP has no 1yz replies).
+        shown = f"{code:03d}" if 0 <= code <= 999 else str(code)
+        return Failure(FailureKind.PROTOCOL, f"not an SMTP reply code: {shown} "
+                       f"{text.splitlines()[0] if text else ''}"[:200].rstrip())
+    allowed = _POSITIVE.get(verb)
+    fits = code // 100 in (4, 5) or (
+        code in allowed if allowed is not None
+        else code // 100 == 2 and code not in _NOT_FOR_OTHERS)
+    if not fits:
+        first = text.splitlines()[0] if text else ""
+        return Failure(FailureKind.PROTOCOL,
+                       f"{code} {first}"[:120].rstrip() + f" is no answer to {verb}: the "
+                       f"server's replies are out of step with our commands")
+    return from_code_and_message(code, text)
+
+
 def client_tls_context() -> ssl.SSLContext:
     """A context that completes the handshake with any server, old ones included: verification
     is done afterwards by `certs.inspect_chain`, so a bad certificate is a finding, not a stop."""
@@ -137,9 +199,10 @@ def client_tls_context() -> ssl.SSLContext:
 class _GroupReader(asyncio.Protocol):
     """Reads the replies to a pipelined group of commands (RFC 2920 3.1)."""
 
-    def __init__(self, expected: int, needed: int | None = None) -> None:
-        self.expected = expected  # replies to parse at most
-        self.needed = expected if needed is None else needed  # replies to wait for
+    def __init__(self, verbs: Sequence[str], needed: int | None = None) -> None:
+        self.verbs = list(verbs)  # the command each reply answers, in order
+        self.expected = len(self.verbs)  # replies to parse at most
+        self.needed = self.expected if needed is None else needed  # replies to wait for
         self.replies: list[tuple[Reply, float]] = []
         self.failure: Failure | None = None
         self.lost: Exception | None = None
@@ -147,11 +210,12 @@ class _GroupReader(asyncio.Protocol):
         self._buffer = bytearray()
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lines: list[str] = []
+        self._size = 0  # bytes in _lines
         self._code: int | None = None
 
     def data_received(self, data: bytes) -> None:
         if len(self.replies) >= self.expected or self.failure is not None:
-            return
+            return  # anything more is ignored, so a flood costs no memory
         self._buffer.extend(data)
         self._parse()
 
@@ -169,23 +233,29 @@ class _GroupReader(asyncio.Protocol):
                 break
             line = bytes(self._buffer[: end + 1])
             del self._buffer[: end + 1]
-            if len(line) > MAX_LINE or sum(len(x) for x in self._lines) > MAX_REPLY:
+            self._size += len(line)
+            if len(line) > MAX_LINE or self._size > MAX_REPLY:
                 self.failure = Failure(FailureKind.REPLY_TOO_LONG,
                                        f"a reply exceeded {MAX_LINE} bytes per line or "
                                        f"{MAX_REPLY} in all")
                 break
-            head = line[:3]
-            if not head.isdigit() or (self._code is not None and int(head) != self._code):
+            head, sep = line[:3], line[3:4]
+            # RFC 5321 4.2: three digits, then "-" (more lines follow), a space or the end.
+            if (not head.isdigit() or sep not in (b" ", b"-", b"\r", b"\n")
+                    or (self._code is not None and int(head) != self._code)):
                 text = _clean(line.decode("utf-8", "surrogateescape")).strip()
                 self.failure = Failure(FailureKind.PROTOCOL, f"not an SMTP reply: {text[:160]}")
                 break
             self._code = int(head)
-            self._lines.append(_clean(line[4:].strip(b" \t\r\n").decode("utf-8",
-                                                                         "surrogateescape")))
-            if line[3:4] != b"-":
-                reply = from_code_and_message(self._code, "\n".join(self._lines))
-                self.replies.append((reply, time.perf_counter()))
-                self._lines, self._code = [], None
+            self._lines.append(line[4:].strip(b" \t\r\n").decode("utf-8", "surrogateescape"))
+            if sep != b"-":
+                outcome = _reply(self.verbs[len(self.replies)], self._code,
+                                 "\n".join(self._lines))
+                if isinstance(outcome, Failure):
+                    self.failure = outcome
+                    break
+                self.replies.append((outcome, time.perf_counter()))
+                self._lines, self._code, self._size = [], None, 0
         if len(self.replies) >= self.needed or self.failure is not None:
             self._finish()
 
@@ -208,7 +278,13 @@ class _GroupReader(asyncio.Protocol):
 
 
 class Session:
-    """One conversation with one server address. Steps are recorded in `steps`."""
+    """One conversation with one server address. Steps are recorded in `steps`.
+
+    `timeout` bounds each step; `deadline` (a `loop.time()` value) bounds them all: no step
+    starts after it, and a step that is still waiting when it passes ends with a `deadline`
+    failure, whatever its own timeout. Command text with CR, LF, NUL or another control
+    character is refused with `UnsafeCommand` before anything is written.
+    """
 
     def __init__(
         self,
@@ -221,13 +297,16 @@ class Session:
         trust: TrustStore | None = None,
         redactor: Redactor | None = None,
     ) -> None:
+        if not helo or " " in helo:
+            raise UnsafeCommand(f"not a HELO name: {helo!r}")
         self.endpoint = endpoint
-        self.helo = helo
+        self.helo = _safe(helo)
         self.timeout = timeout
         self.deadline = deadline  # loop.time() after which no step starts or waits
         self.source_address = source_address
         self.trust = trust
         self.redact = redactor or Redactor()
+        self._secrets: list[Redactor] = []  # added by auth(): the credentials in use
         self.steps: list[Step] = []
         self.capabilities: Capabilities | None = None
         self.capabilities_before_tls: Capabilities | None = None
@@ -245,6 +324,13 @@ class Session:
     def encrypted(self) -> bool:
         return self.tls is not None
 
+    def scrub(self, text: str) -> str:
+        """`text` with every form of every secret this session knows masked."""
+        text = self.redact(text)
+        for secrets in self._secrets:
+            text = secrets(text)
+        return text
+
     def _budget(self) -> tuple[float, bool]:
         """Seconds this step may take, and whether the overall deadline is what limits it."""
         if self.deadline is None:
@@ -254,16 +340,26 @@ class Session:
             return max(left, 0.0), True
         return self.timeout, False
 
+    def _guard(self) -> asyncio.Timeout:
+        """The hard stop at the deadline, around waits whose own timeouts may add up (the
+        STARTTLS reply and then the handshake, the greeting after the TCP connect)."""
+        return asyncio.timeout_at(self.deadline)
+
     def _record(self, stage: Stage, command: str | None, outcome: Failure | Reply,
                 started: float) -> Step:
         elapsed = (time.perf_counter() - started) * 1000
+        shown = self.scrub(command) if command is not None else None
         if isinstance(outcome, Reply):
             outcome = Reply(outcome.code, outcome.enhanced,
-                            tuple(self.redact(line) for line in outcome.lines))
-            step = Step(stage=stage, command=command, reply=outcome, elapsed_ms=elapsed)
+                            tuple(self.scrub(line) for line in outcome.lines))
+            step = Step(stage=stage, command=shown, reply=outcome, elapsed_ms=elapsed)
         else:
-            step = Step(stage=stage, command=command, elapsed_ms=elapsed,
-                        failure=Failure(outcome.kind, self.redact(outcome.detail)))
+            step = Step(stage=stage, command=shown, elapsed_ms=elapsed,
+                        failure=Failure(outcome.kind, self.scrub(outcome.detail)))
+            if outcome.kind is FailureKind.PROTOCOL:
+                # The stream no longer lines up with our commands: nothing more it says
+                # can be trusted to answer what we send.
+                self.close()
         self.steps.append(step)
         return step
 
@@ -276,26 +372,39 @@ class Session:
         return self._record(stage, command, Failure(
             FailureKind.CLOSED, "the connection is already closed"), time.perf_counter())
 
-    async def _run(self, stage: Stage, command: str, *args: bytes) -> Step:
+    @staticmethod
+    def _deadline_failure(what: str) -> Failure:
+        return Failure(FailureKind.DEADLINE, f"the overall deadline ran out {what}")
+
+    async def _run(self, stage: Stage, command: str, *args: bytes, verb: str | None = None
+                   ) -> Step:
         """Send one command through aiosmtplib and record what came back."""
+        _safe(command)
+        for arg in args:
+            _safe(arg.decode("utf-8", "surrogateescape"))
+        verb = verb or args[0].decode("ascii", "replace").upper()
         budget, by_deadline = self._budget()
         if budget <= 0:
             return self._deadline_step(stage, command)
         if not self.connected or self._smtp is None:
             return self._not_connected(stage, command)
         started = time.perf_counter()
+        guard = self._guard()
         try:
-            response = await self._smtp.execute_command(*args, timeout=budget)
+            async with guard:
+                response = await self._smtp.execute_command(*args, timeout=budget)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            outcome = _failure_from(exc, stage=stage, timeout=budget)
+            if guard.expired():
+                self.close()
+                return self._record(stage, command, self._deadline_failure(
+                    "while waiting for the reply"), started)
+            outcome = _failure_from(exc, stage=stage, timeout=budget, verb=verb)
             if by_deadline and isinstance(outcome, Failure) and outcome.kind is FailureKind.TIMEOUT:
-                outcome = Failure(FailureKind.DEADLINE, "the overall deadline ran out "
-                                  "while waiting for the reply")
+                outcome = self._deadline_failure("while waiting for the reply")
             return self._record(stage, command, outcome, started)
-        return self._record(stage, command,
-                            from_code_and_message(response.code, _clean(response.message)),
+        return self._record(stage, command, _reply(verb, response.code, response.message),
                             started)
 
     # --- the steps --------------------------------------------------------------------------
@@ -340,32 +449,35 @@ class Session:
         self.tcp_connected = True
 
         budget, by_deadline = self._budget()
+        if budget <= 0:
+            sock.close()
+            return self._record(Stage.CONNECT, command, self._deadline_failure(
+                "before the greeting came"), started)
         smtp = aiosmtplib.SMTP(
             hostname=ep.name or ep.address, sock=sock, timeout=budget,
             local_hostname=self.helo, start_tls=False, use_tls=implicit_tls,
             tls_context=client_tls_context() if implicit_tls else None,
         )
+        guard = self._guard()
         try:
-            response = await smtp.connect()
+            async with guard:
+                response = await smtp.connect()
         except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                smtp.close()
-                raise
             smtp.close()
-            outcome = _failure_from(exc, stage=Stage.CONNECT, timeout=budget)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if guard.expired():
+                return self._record(Stage.CONNECT, command, self._deadline_failure(
+                    "while waiting for the greeting"), started)
+            outcome = _failure_from(exc, stage=Stage.CONNECT, timeout=budget, verb="CONNECT")
             if by_deadline and isinstance(outcome, Failure) and outcome.kind is FailureKind.TIMEOUT:
-                outcome = Failure(FailureKind.DEADLINE,
-                                  "the overall deadline ran out while waiting for the greeting")
-            if isinstance(outcome, Reply):
-                # A greeting other than 220: keep talking is pointless, but it is a reply.
-                self._smtp = None
+                outcome = self._deadline_failure("while waiting for the greeting")
             return self._record(Stage.CONNECT, command, outcome, started)
         self._smtp = smtp
-        if implicit_tls:
+        outcome = _reply("CONNECT", response.code, response.message)
+        if implicit_tls and isinstance(outcome, Reply):
             self.tls = self._tls_info()
-        return self._record(Stage.CONNECT, command,
-                            from_code_and_message(response.code, _clean(response.message)),
-                            started)
+        return self._record(Stage.CONNECT, command, outcome, started)
 
     async def ehlo(self) -> Step:
         """EHLO, and HELO when the server does not know EHLO (RFC 5321 4.1.4, 3.2)."""
@@ -404,29 +516,34 @@ class Session:
             # aiosmtplib refuses to send STARTTLS unless it was advertised; pretend it was, the
             # caller decided to try (e.g. to see how a server that hides it reacts).
             smtp.esmtp_extensions["starttls"] = ""
+        guard = self._guard()
         try:
-            response = await smtp.starttls(
-                tls_context=client_tls_context(),
-                server_hostname=self.endpoint.name or None,
-                timeout=budget,
-            )
+            async with guard:
+                response = await smtp.starttls(
+                    tls_context=client_tls_context(),
+                    server_hostname=self.endpoint.name or None,
+                    timeout=budget,
+                )
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            outcome = _failure_from(exc, stage=Stage.STARTTLS, timeout=budget)
+            if guard.expired():
+                smtp.close()
+                return self._record(Stage.STARTTLS, "STARTTLS",
+                                    self._deadline_failure("during STARTTLS"), started)
+            outcome = _failure_from(exc, stage=Stage.STARTTLS, timeout=budget, verb="STARTTLS")
             if by_deadline and isinstance(outcome, Failure) and outcome.kind in (
                     FailureKind.TIMEOUT, FailureKind.TLS_HANDSHAKE) and "within" in outcome.detail:
-                outcome = Failure(FailureKind.DEADLINE,
-                                  "the overall deadline ran out during STARTTLS")
-            if isinstance(outcome, Failure) and outcome.kind is FailureKind.TLS_HANDSHAKE:
+                outcome = self._deadline_failure("during STARTTLS")
+            if isinstance(outcome, Failure) and outcome.kind in (
+                    FailureKind.TLS_HANDSHAKE, FailureKind.DEADLINE, FailureKind.TIMEOUT):
                 # After a broken handshake the connection is unusable (RFC 3207 4.1).
                 smtp.close()
             return self._record(Stage.STARTTLS, "STARTTLS", outcome, started)
         self.tls = self._tls_info()
         self.capabilities = None  # RFC 3207 4.2: forget what was learned before TLS
         return self._record(Stage.STARTTLS, "STARTTLS",
-                            from_code_and_message(response.code, _clean(response.message)),
-                            started)
+                            _reply("STARTTLS", response.code, response.message), started)
 
     def _tls_info(self) -> TlsInfo:
         assert self._smtp is not None
@@ -452,9 +569,14 @@ class Session:
                              expected_name=self.endpoint.name, store=store)
 
     async def auth(self, user: str, password: str, mechanism: str) -> Step:
-        """AUTH with one mechanism (RFC 4954); the recorded command never holds the secret."""
+        """AUTH with one mechanism (RFC 4954); the recorded command never holds the secret.
+
+        The session masks the password (and the user name inside AUTH blobs) in everything it
+        records from now on, whatever redactor it was given. Whether credentials may go over
+        this connection (`encrypted`) is the caller's decision.
+        """
         mechanism = mechanism.upper()
-        self.redact = Redactor([(user, password)]) if not self.redact else self.redact
+        self._secrets.append(Redactor([(user, password)]))
         if mechanism == "PLAIN":
             blob = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
             return await self._run(Stage.AUTH, f"AUTH PLAIN {MASK}",
@@ -464,11 +586,13 @@ class Session:
             if step.reply is None or step.reply.code != 334:
                 return step
             user_b64 = base64.b64encode(user.encode()).decode("ascii")
-            step = await self._run(Stage.AUTH, f"{user_b64}  (user name)", user_b64.encode())
+            step = await self._run(Stage.AUTH, f"{user_b64}  (user name)", user_b64.encode(),
+                                   verb="AUTH")
             if step.reply is None or step.reply.code != 334:
                 return step
             secret = base64.b64encode(password.encode()).decode("ascii")
-            return await self._run(Stage.AUTH, f"{MASK}  (password)", secret.encode())
+            return await self._run(Stage.AUTH, f"{MASK}  (password)", secret.encode(),
+                                   verb="AUTH")
         if mechanism == "CRAM-MD5":
             step = await self._run(Stage.AUTH, "AUTH CRAM-MD5", b"AUTH", b"CRAM-MD5")
             if step.reply is None or step.reply.code != 334:
@@ -481,8 +605,9 @@ class Session:
                     time.perf_counter())
             digest = hmac.new(password.encode(), challenge, "md5").hexdigest()
             answer = base64.b64encode(f"{user} {digest}".encode()).decode("ascii")
-            return await self._run(Stage.AUTH, f"{MASK}  (CRAM-MD5 response)", answer.encode())
-        return self._record(Stage.AUTH, f"AUTH {mechanism}", Failure(
+            return await self._run(Stage.AUTH, f"{MASK}  (CRAM-MD5 response)", answer.encode(),
+                                   verb="AUTH")
+        return self._record(Stage.AUTH, f"AUTH {_safe(mechanism)}", Failure(
             FailureKind.NOT_OFFERED, f"smtpprobe does not implement AUTH {mechanism}"),
             time.perf_counter())
 
@@ -504,24 +629,34 @@ class Session:
     async def data(self, message: bytes) -> list[Step]:
         """DATA, then the message and its final dot (RFC 5321 4.1.1.4): two steps."""
         first = await self._run(Stage.DATA, "DATA", b"DATA")
-        if first.reply is None or first.reply.code != 354 or self._smtp is None:
+        command = f"(message, {len(message)} bytes)"
+        if first.reply is None or first.reply.code != 354:
             return [first]
-        budget, _ = self._budget()
+        budget, by_deadline = self._budget()
+        if budget <= 0:
+            return [first, self._deadline_step(Stage.DATA, command)]
+        protocol = self._smtp.protocol if self._smtp is not None else None
+        if protocol is None or not self.connected:
+            return [first, self._not_connected(Stage.DATA, command)]
         started = time.perf_counter()
-        protocol = self._smtp.protocol
-        if protocol is None:
-            return [first, self._not_connected(Stage.DATA, "(message)")]
+        guard = self._guard()
         try:
-            response = await protocol.execute_data_command(message, timeout=budget)
+            async with guard:
+                protocol.write(_dot_stuffed(message))
+                response = await protocol.read_response(timeout=budget)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            return [first, self._record(Stage.DATA, f"(message, {len(message)} bytes)",
-                                        _failure_from(exc, stage=Stage.DATA, timeout=budget),
-                                        started)]
-        return [first, self._record(Stage.DATA, f"(message, {len(message)} bytes)",
-                                    from_code_and_message(response.code,
-                                                          _clean(response.message)), started)]
+            if guard.expired():
+                self.close()
+                return [first, self._record(Stage.DATA, command, self._deadline_failure(
+                    "while waiting for the reply to the message"), started)]
+            outcome = _failure_from(exc, stage=Stage.DATA, timeout=budget, verb=".")
+            if by_deadline and isinstance(outcome, Failure) and outcome.kind is FailureKind.TIMEOUT:
+                outcome = self._deadline_failure("while waiting for the reply to the message")
+            return [first, self._record(Stage.DATA, command, outcome, started)]
+        return [first, self._record(Stage.DATA, command,
+                                    _reply(".", response.code, response.message), started)]
 
     async def pipeline(self, commands: Sequence[tuple[Stage, str]], *,
                        quit_after: bool = False) -> list[Step]:
@@ -533,22 +668,23 @@ class Session:
         """
         if not commands:
             return []
+        for _, text in commands:
+            _safe(text)
         budget, by_deadline = self._budget()
         if budget <= 0:
             return [self._deadline_step(stage, text) for stage, text in commands]
         if not self.connected or self._smtp is None or self._smtp.transport is None:
             return [self._not_connected(stage, text) for stage, text in commands]
-        for _, text in commands:
-            if any(ch in text for ch in "\r\n\0"):
-                raise ValueError("command text contains CR, LF or NUL")
         transport = self._smtp.transport
         assert isinstance(transport, asyncio.Transport)
         original = transport.get_protocol()
         wire = "".join(text + "\r\n" for _, text in commands)
+        verbs = [text.split(" ", 1)[0].upper() for _, text in commands]
         if quit_after:
             wire += "QUIT\r\n"
+            verbs.append("QUIT")
         # With QUIT last, its reply is parsed if it comes with the others, never waited for.
-        reader = _GroupReader(len(commands) + (1 if quit_after else 0), len(commands))
+        reader = _GroupReader(verbs, len(commands))
         started = time.perf_counter()
         transport.set_protocol(reader)
         try:
@@ -556,6 +692,9 @@ class Session:
             complete = await reader.wait(budget) and len(reader.replies) >= len(commands)
         finally:
             transport.set_protocol(original)
+        if reader.connection_lost_called and hasattr(original, "connection_lost"):
+            # aiosmtplib must learn that its transport is gone.
+            original.connection_lost(reader.lost)
         steps: list[Step] = []
         for index, (stage, text) in enumerate(commands):
             if index < len(reader.replies):
@@ -572,8 +711,8 @@ class Session:
             elif reader.connection_lost_called or not complete and transport.is_closing():
                 failure = Failure(FailureKind.CLOSED, "the server closed the connection")
             elif not complete:
-                failure = (Failure(FailureKind.DEADLINE, "the overall deadline ran out while "
-                                   "waiting for the reply") if by_deadline else
+                failure = (self._deadline_failure("while waiting for the reply")
+                           if by_deadline else
                            Failure(FailureKind.TIMEOUT, f"no reply within {budget:g} s"))
             else:
                 failure = Failure(FailureKind.CLOSED, "the server closed the connection")
@@ -585,8 +724,6 @@ class Session:
             self.close()
         elif reader.failure is not None or not complete or reader.connection_lost_called:
             # The stream is out of step with our commands (or gone): it cannot be reused.
-            if reader.connection_lost_called and hasattr(original, "connection_lost"):
-                original.connection_lost(reader.lost)
             self.close()
         return steps
 
@@ -604,3 +741,14 @@ class Session:
         if self._smtp is not None:
             self._smtp.close()
             self._smtp = None
+
+
+def _dot_stuffed(message: bytes) -> bytes:
+    """The message as it goes after 354: CRLF line ends, a leading dot doubled, and the
+    final "." line (RFC 5321 4.5.2, 4.1.1.4)."""
+    lines = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    body = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n"
+                    for line in lines)
+    return body + b".\r\n"
