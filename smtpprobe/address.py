@@ -21,7 +21,12 @@ MAX_PATH = 256
 # RFC 5322 3.2.3 atext, plus UTF-8 for RFC 6531 (SMTPUTF8) local parts.
 _ATEXT = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010FFFF]+$")
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and DEL; line and paragraph separators; bidirectional overrides, which
+# make text display as something it is not; and lone surrogates, which is how Python passes
+# on bytes from the command line that were not UTF-8.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                      "\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class UsageError(ValueError):
@@ -145,6 +150,8 @@ def parse_address(text: str, *, allow_empty: bool = False) -> Address | None:
     reverse-path of RFC 5321 4.5.5) and returns None for it."""
     if not isinstance(text, str):
         raise UsageError("the address must be text")
+    if _SURROGATE.search(text):
+        raise UsageError(f"address {_shown(text)} contains bytes that are not UTF-8")
     if _CONTROL.search(text):
         raise UsageError(f"address {_shown(text)} contains a control character (CR, LF, NUL "
                          f"or similar)")
@@ -190,7 +197,8 @@ def parse_server(spec: str, *, default_port: int) -> tuple[str, int]:
     """'host', 'host:port', '192.0.2.1:25', '[2001:db8::1]:25' or a bare IPv6 address."""
     spec = spec.strip()
     if not spec or _CONTROL.search(spec) or any(ch.isspace() for ch in spec):
-        raise UsageError(f"server {_shown(spec)} is empty or contains white space")
+        raise UsageError(f"server {_shown(spec)} is empty or contains white space or "
+                         f"control characters")
     host, port_text = spec, ""
     if spec.startswith("["):
         end = spec.find("]")
