@@ -1,0 +1,75 @@
+"""Shared pieces of the benchmarks: where things are, timing subprocesses, medians."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPOLOGY = json.loads((ROOT / "tests" / "realmta" / "topology.json").read_text(encoding="utf-8"))
+HELO = "bench.smtpprobe.test"
+# Loopback addresses for the benchmarks' own listeners (the demo uses .21-.29, the tests
+# .31-.42, the real-MTA set-up .11-.14, .20 and .53).
+PROXY_HOST = "127.0.0.91"
+
+
+def smtpprobe_argv() -> list[str]:
+    """The installed command line, as a user runs it."""
+    script = Path(sys.executable).parent / "smtpprobe"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "smtpprobe"]
+
+
+def realmta() -> dict[str, str]:
+    """The real-MTA environment (tests/realmta/realmta.sh env), or exit with a hint."""
+    env = TOPOLOGY["env"]
+    if not os.environ.get(env["enabled"]):
+        sys.exit(f"{env['enabled']} is not set: sudo tests/realmta/realmta.sh start && "
+                 f'eval "$(tests/realmta/realmta.sh env)"')
+    return {key: os.environ[name] for key, name in env.items() if name in os.environ}
+
+
+def need_swaks() -> str:
+    found = shutil.which("swaks")
+    if found is None:
+        sys.exit("swaks is not installed (apt-get install swaks)")
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    seconds: float
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+async def run(argv: Sequence[str], *, stdin: bytes | None = None,
+              env: dict[str, str] | None = None) -> Run:
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await proc.communicate(stdin)
+    assert proc.returncode is not None
+    return Run(time.perf_counter() - started, proc.returncode, out, err)
+
+
+def median_ms(values: Sequence[float]) -> float:
+    return statistics.median(values) * 1000 if values else float("nan")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain Markdown table (the figures go straight into docs/performance.md)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""One address, one walk: `smtpprobe check` against swaks, at 0 ms and at 50 ms round trip.
+
+Both clients do the same walk against the real Postfix of tests/realmta (127.0.0.11:25) through
+bench/proxy.py: greeting, EHLO, STARTTLS, EHLO, MAIL FROM:<>, RCPT TO:<alice@accept.test>, QUIT.
+Runs alternate between the clients, so a busy moment of the machine hits all of them alike.
+For each client and delay the script prints the median wall time of the whole command
+(start-up included), the median time the connection was open, the round trips counted by the
+proxy, and the ratio of the medians to swaks.
+
+usage: python bench/walk.py [--runs N] [--rtt MS ...] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    HELO,
+    PROXY_HOST,
+    median_ms,
+    need_swaks,
+    realmta,
+    run,
+    smtpprobe_argv,
+    table,
+)
+from proxy import DelayProxy  # noqa: E402
+
+UPSTREAM = ("127.0.0.11", 25)
+RECIPIENT = "alice@accept.test"
+
+
+def clients(port: int, cafile: str, swaks: str) -> dict[str, list[str]]:
+    common_swaks = [swaks, "--server", PROXY_HOST, "--port", str(port), "--tls",
+                    "--to", RECIPIENT, "--from", "<>", "--helo", HELO, "--quit-after", "RCPT"]
+    return {
+        "smtpprobe check": [*smtpprobe_argv(), "check", RECIPIENT, "--server",
+                            f"{PROXY_HOST}:{port}", "--cafile", cafile, "--helo", HELO, "--json"],
+        "swaks": common_swaks,
+        "swaks --pipeline": [*common_swaks, "--pipeline"],
+    }
+
+
+async def measure(rtt_ms: float, runs: int, cafile: str, swaks: str) -> dict[str, dict[str, float]]:
+    proxy = await DelayProxy((PROXY_HOST, 0), UPSTREAM, delay=rtt_ms / 2000).start()
+    try:
+        tools = clients(proxy.address[1], cafile, swaks)
+        walls: dict[str, list[float]] = {name: [] for name in tools}
+        opens: dict[str, list[float]] = {name: [] for name in tools}
+        trips: dict[str, Counter[int]] = {name: Counter() for name in tools}
+        writes: dict[str, Counter[int]] = {name: Counter() for name in tools}
+        names = list(tools)
+        for index in range(runs + 1):
+            order = names[index % len(names):] + names[:index % len(names)]
+            for name in order:
+                proxy.reset()
+                done = await run(tools[name])
+                await asyncio.sleep(rtt_ms / 1000 + 0.02)  # let the proxy see the close
+                flows = proxy.reset()
+                if done.returncode != 0 or len(flows) != 1:
+                    sys.exit(f"{name} failed (exit {done.returncode}, {len(flows)} connections):"
+                             f"\n{done.stdout.decode()[-2000:]}\n{done.stderr.decode()[-2000:]}")
+                if index == 0:
+                    continue  # warm-up: caches, bytecode
+                walls[name].append(done.seconds)
+                opens[name].append(flows[0].duration)
+                trips[name][flows[0].round_trips] += 1
+                writes[name][flows[0].client_writes] += 1
+        return {name: {
+            "wall_ms": median_ms(walls[name]),
+            "connection_ms": median_ms(opens[name]),
+            "round_trips": trips[name].most_common(1)[0][0],
+            "client_writes": writes[name].most_common(1)[0][0],
+            "runs": len(walls[name]),
+            "wall_spread_ms": (statistics.quantiles(walls[name], n=4)[2]
+                               - statistics.quantiles(walls[name], n=4)[0]) * 1000
+            if len(walls[name]) >= 4 else 0.0,
+        } for name in tools}
+    finally:
+        await proxy.close()
+
+
+async def main_async(rtts: list[float], runs: int) -> dict[str, dict[str, dict[str, float]]]:
+    env = realmta()
+    swaks = need_swaks()
+    results = {}
+    for rtt in rtts:
+        results[f"{rtt:g}"] = await measure(rtt, runs, env["ca_file"], swaks)
+    return results
+
+
+def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    rows = []
+    for rtt, tools in results.items():
+        base = tools["swaks"]
+        for name, fig in tools.items():
+            rows.append([f"{rtt} ms", name, f"{fig['wall_ms']:.0f}",
+                         f"{fig['wall_ms'] / base['wall_ms']:.2f}",
+                         f"{fig['connection_ms']:.0f}",
+                         f"{fig['connection_ms'] / base['connection_ms']:.2f}",
+                         int(fig["round_trips"]), int(fig["client_writes"])])
+    return table(["round trip", "client", "wall ms (median)", "vs swaks",
+                  "connection ms (median)", "vs swaks", "round trips", "client writes"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--rtt", type=float, nargs="+", default=[0.0, 50.0],
+                        help="round-trip times in ms")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args.rtt, args.runs))
+    print(f"single walk, {args.runs} runs per client and round trip (medians):")
+    print(report(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
