@@ -13,7 +13,8 @@ import xml.etree.ElementTree as ET
 
 from .models import CheckStatus, RelayCheck, RelayReport, Step
 from .redact import Redactor
-from .submit_report import note_text, text as t
+from .submit_report import note_text
+from .submit_report import text as t
 
 CLASSNAME = "smtpprobe.relay"
 
@@ -64,7 +65,7 @@ def _failure_text(check: RelayCheck, lang: str) -> str:
 def relay_junit(report: RelayReport, lang: str, redact: Redactor, *,
                 timestamp: dt.datetime | None = None) -> str:
     """The report as a JUnit XML document (one test case per check)."""
-    when = (timestamp or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
+    when = (timestamp or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     failures = sum(1 for c in report.checks if c.status is CheckStatus.FAIL)
     skipped = sum(1 for c in report.checks if c.status is CheckStatus.SKIP)
     seconds = f"{report.elapsed_ms / 1000:.3f}"

@@ -88,8 +88,7 @@ def read_password_file(path: str, *, warn: Callable[[str], None]) -> str:
     except UnicodeDecodeError:
         raise UsageError(f"--password-file {path}: not UTF-8 text") from None
     first = text.split("\n", 1)[0]
-    if first.endswith("\r"):
-        first = first[:-1]
+    first = first.removesuffix("\r")
     return _check_password(first, f"--password-file {path}")
 
 

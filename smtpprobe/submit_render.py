@@ -27,7 +27,8 @@ from .models import (
 )
 from .redact import Redactor
 from .render import finding_panel, transcript
-from .submit_report import mechanism_label, note_text, reason_text, text as t
+from .submit_report import mechanism_label, note_text, reason_text
+from .submit_report import text as t
 
 _STYLE = {
     Severity.OK: "green", Severity.INFO: "cyan", Severity.WARNING: "yellow",

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from .address import UsageError, is_ip
-from .certs import OUTDATED_VERSIONS, EXPIRING_DAYS, TrustStore
+from .certs import EXPIRING_DAYS, OUTDATED_VERSIONS, TrustStore
 from .classify import classify_failure, classify_reply
 from .knowledge import KnowledgeBase
 from .models import (
@@ -34,7 +34,6 @@ from .models import (
     PortState,
     Reason,
     Recommendation,
-    Severity,
     Stage,
     Step,
     SweepReport,
@@ -60,6 +59,9 @@ _MODE_NAMES = {
     "implicit": PortMode.TLS, "smtps": PortMode.TLS, "plain": PortMode.PLAIN,
     "none": PortMode.PLAIN,
 }
+
+
+NOT_TRIED = AuthOutcome(AuthResult.NOT_TRIED)
 
 
 def default_mode(port: int) -> PortMode:
@@ -323,7 +325,7 @@ class Sweeper:
         findings: list[Finding] = []
 
         def done(state: PortState, *, failure: Finding | None = None,
-                 auth: AuthOutcome = AuthOutcome(), banner: str | None = None) -> PortReport:
+                 auth: AuthOutcome = NOT_TRIED, banner: str | None = None) -> PortReport:
             return PortReport(
                 port=ep.port, mode=mode, host=label, address=ep.address, state=state,
                 reachable=session.tcp_connected, steps=tuple(steps), banner=banner,
@@ -385,7 +387,7 @@ class Sweeper:
                 f"{where(ep.address, ep.port)} offers AUTH {' '.join(caps.auth_mechanisms)} "
                 f"without encryption"))
 
-        auth = AuthOutcome()
+        auth = NOT_TRIED
         if self.credentials is not None:
             auth = await engine.login(session, self.credentials, steps,
                                       allow_plaintext=self.options.allow_plaintext_auth)
@@ -424,13 +426,13 @@ _SECURITY_RANK = {PortMode.TLS: 2, PortMode.STARTTLS: 1, PortMode.PLAIN: 0}
 
 
 def _rank(report: PortReport, order: int) -> tuple[int, int, int, int]:
-    # RFC 8314 3.3: implicit TLS is preferred over STARTTLS for submission; a certificate
-    # that verifies beats one the mail program will warn about; then the order given.
+    # Encrypted first; then a certificate that verifies (a mail program warns about or
+    # refuses any other); then implicit TLS over STARTTLS (RFC 8314 3.3); then the order given.
     encrypted = report.tls is not None
     security = _SECURITY_RANK[report.mode] if encrypted else -1
     cert_ok = 1 if report.tls is not None and report.tls.verified and \
         report.tls.name_matches is not False else 0
-    return (-int(encrypted), -security, -cert_ok, order)
+    return (-int(encrypted), -cert_ok, -security, order)
 
 
 def _security(report: PortReport) -> PortMode:
