@@ -201,8 +201,18 @@ def _check_detail(check: RelayCheck, lang: str, redact: Redactor) -> Text:
                    _STYLE[check.finding.severity])
     if check.note is not None:
         out.append(("  " if out else "") + redact(note_text(check.note, lang)), style="dim")
-    elif check.finding is not None and check.finding.evidence:
-        out.append("  " + redact(check.finding.evidence)[:100], style="dim")
+        return out
+    # The server's own words: the reply the finding rests on, or for an observation (open
+    # relay, certificate) the last reply of the check; else the finding's evidence.
+    replied = [s for s in check.steps if s.reply is not None]
+    step = next((s for s in replied if s.finding is not None and s.finding == check.finding),
+                replied[-1] if replied else None)
+    said = step.reply.first_line if step is not None and step.reply is not None else (
+        check.finding.evidence if check.finding is not None else "")
+    if step is not None and step.reply is not None and step.reply.code is not None:
+        said = f"{step.reply.code} {said}"
+    if said:
+        out.append("  " + redact(said)[:140], style="dim")
     return out
 
 
