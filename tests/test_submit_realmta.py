@@ -308,3 +308,20 @@ async def test_cli_end_to_end_without_leaking_the_password(tmp_path: Path) -> No
     for text in texts:
         assert_no_secret(text, password)
         assert_no_secret(text, password + "-wrong")
+
+
+async def test_sweep_of_a_name_that_does_not_exist(kb: KnowledgeBase, trust: Any,
+                                                   nameservers: Any) -> None:
+    [name] = [n for n in TOPOLOGY["nxdomain"] if n.startswith("nosuch.") and
+              n.count(".") == 1]
+    opts = SweepOptions(host=name, helo=HELO, timeout=5.0, deadline=10.0,
+                        nameservers=nameservers)
+    report = await Sweeper(kb, opts, trust=trust, redactor=Redactor()).sweep()
+    assert report.ports == () and report.addresses == ()
+    # resolve_host reports a name without any address as dns_no_address, saying why.
+    assert report.dns_failure is not None
+    assert report.dns_failure.rule == "failure.dns_no_address"
+    assert "NXDOMAIN" in report.dns_failure.evidence
+    assert not report.recommendation.usable
+    assert report.recommendation.finding == report.dns_failure
+    assert sweep_exit_code(report) == 1

@@ -558,3 +558,79 @@ def test_cli_has_no_password_option(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     assert exit_info.value.code == 2
     assert "--password" in captured.err and PASSWORD not in captured.out + captured.err
+
+
+# --- password sources -------------------------------------------------------------------------
+
+
+def _no_tty() -> bool:
+    return False
+
+
+def test_password_sources_in_order(tmp_path: Path) -> None:
+    from smtpprobe.secrets_input import PasswordSource, resolve_credentials
+
+    pwfile = tmp_path / "pw"
+    pwfile.write_bytes(b"from-file\r\nsecond line is ignored\n")
+    pwfile.chmod(0o600)
+    env = {"MY_PW": "from-env", "SMTPPROBE_PASSWORD": "from-default"}
+    warnings: list[str] = []
+
+    def resolve(source: PasswordSource) -> Credentials | None:
+        return resolve_credentials(USER, source, environ=env, stdin_isatty=_no_tty,
+                                   warn=warnings.append)
+
+    assert resolve(PasswordSource(env="MY_PW")).password == "from-env"  # type: ignore[union-attr]
+    from_file = resolve(PasswordSource(file=str(pwfile)))
+    assert from_file is not None and from_file.password == "from-file"
+    assert resolve(PasswordSource()).password == "from-default"  # type: ignore[union-attr]
+    assert warnings == []
+    assert resolve_credentials(None, PasswordSource(), environ=env) is None
+
+
+def test_prompt_only_on_a_terminal() -> None:
+    from smtpprobe.secrets_input import PasswordSource, resolve_credentials
+
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return "typed-secret"
+
+    creds = resolve_credentials(USER, PasswordSource(), environ={},
+                                stdin_isatty=lambda: True, ask=ask)
+    assert creds is not None and creds.password == "typed-secret" and creds.source == "prompt"
+    assert asked == [f"Password for {USER}: "]
+    with pytest.raises(UsageError, match="not a terminal"):
+        resolve_credentials(USER, PasswordSource(), environ={}, stdin_isatty=_no_tty, ask=ask)
+    assert len(asked) == 1
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "empty"), (b"\n", "empty"), (b"pa\x00ss", "NUL"), (b"\xff\xfe", "UTF-8")])
+def test_bad_password_files(tmp_path: Path, content: bytes, words: str) -> None:
+    from smtpprobe.secrets_input import PasswordSource, resolve_credentials
+
+    pwfile = tmp_path / "pw"
+    pwfile.write_bytes(content)
+    with pytest.raises(UsageError, match=words) as info:
+        resolve_credentials(USER, PasswordSource(file=str(pwfile)), environ={})
+    assert "pa\x00ss" not in str(info.value)
+
+
+def test_credentials_never_show_the_password() -> None:
+    creds = Credentials(USER, PASSWORD, "test")
+    assert PASSWORD not in repr(creds) and PASSWORD not in str(creds)
+    assert PASSWORD not in repr([creds]) and "****" in repr(creds)
+
+
+async def test_the_deadline_ends_a_sweep_of_silent_ports(kb: KnowledgeBase, trust: TrustStore,
+                                                         filtered_port: int) -> None:
+    opts = SweepOptions(host="127.0.0.1", ports=parse_ports(f"{filtered_port}:starttls"),
+                        helo="probe.lab.test", timeout=30.0, deadline=0.5)
+    report = await Sweeper(kb, opts, trust=trust, redactor=Redactor()).sweep()
+    [port] = report.ports
+    assert port.state is PortState.FILTERED
+    assert port.failure is not None and port.failure.rule == "failure.deadline"
+    assert port.steps[0].failure is not None
+    assert port.steps[0].failure.kind.value == "deadline"
