@@ -32,7 +32,8 @@ class Candidate:
     rule: Rule
 
 
-def _score_reply(rule: Rule, stage: Stage | None, reply: Reply, text: str) -> int | None:
+def _score_reply(rule: Rule, stage: Stage | None, reply: Reply, text: str,
+                 passing: set[str]) -> int | None:
     """The rule's score for this reply, or None when one of its conditions does not hold."""
     if rule.failures:
         return None
@@ -63,6 +64,8 @@ def _score_reply(rule: Rule, stage: Stage | None, reply: Reply, text: str) -> in
             return None
         score += best
     if rule.pattern is not None:
+        if rule.literals is not None and rule.id not in passing:
+            return None  # words every match needs are missing: no need to run the regex
         if rule.pattern.search(text) is None:
             return None
         score += PATTERN_WEIGHT
@@ -84,14 +87,34 @@ def _score_failure(rule: Rule, stage: Stage | None, failure: Failure) -> int | N
     return score + rule.priority
 
 
+def candidates(kb: KnowledgeBase, reply: Reply) -> tuple[Rule, ...]:
+    """The rules whose code and enhanced-code conditions this reply can meet, in knowledge
+    order (ties are decided by it). Computed once per (code, enhanced subject)."""
+    subject = int(reply.enhanced.split(".")[1]) if reply.enhanced else None
+    key = (reply.code, subject)
+    found = kb.candidates.get(key)
+    if found is None:
+        found = tuple(
+            rule for rule in kb.rules
+            if not rule.failures
+            and (not rule.codes or reply.code in rule.codes)
+            and (not rule.enhanced or any(p.subject == subject for p in rule.enhanced))
+        )
+        kb.candidates[key] = found
+    return found
+
+
 def rank_reply(kb: KnowledgeBase, stage: Stage | None, reply: Reply) -> list[Candidate]:
     """All matching rules, best first (ties keep knowledge-base order)."""
     # Patterns see the reply with its enhanced code, so a rule may also key on it. Real
     # replies stay far below 16 KiB; the cap bounds the work on hostile or pasted input.
     text = reply.text[:16384]
+    passing = kb.screen.passing(text.lower()) if kb.screen is not None else set()
     found = []
-    for rule in kb.rules:
-        score = _score_reply(rule, stage, reply, text)
+    for rule in candidates(kb, reply):
+        if rule.literals is not None and rule.id not in passing:
+            continue  # the cheapest refusal first, before the call
+        score = _score_reply(rule, stage, reply, text, passing)
         if score is not None:
             found.append(Candidate(score, rule))
     found.sort(key=lambda c: -c.score)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import re._constants as _sre  # type: ignore[import-not-found]
+import re._parser as _sre_parse  # type: ignore[import-not-found]
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .models import Category, FailureKind, LocalText, Severity, Stage
@@ -94,6 +96,63 @@ class Rule:
     priority: int = 0
     correction: LocalText | None = None
     fallback: bool = False
+    # Alternatives of groups of lower-case strings: every match of `pattern` contains one
+    # string of each group of some alternative. A cheap substring test that spares most regex
+    # searches (see required_literals).
+    literals: tuple[tuple[frozenset[str], ...], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """The pattern rules' required words, arranged to answer in one pass over a text which
+    rules may match (a necessary condition; the regex still decides)."""
+
+    words: tuple[str, ...]  # every word any pattern requires
+    word_groups: dict[str, tuple[int, ...]]  # word -> groups it satisfies
+    group_alternatives: tuple[tuple[int, ...], ...]  # group -> alternatives it belongs to
+    alternative_size: tuple[int, ...]  # alternative -> number of groups it needs
+    alternative_rule: tuple[str, ...]  # alternative -> rule id
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> Screen:
+        groups: dict[frozenset[str], int] = {}
+        group_alts: list[list[int]] = []
+        sizes: list[int] = []
+        owners: list[str] = []
+        for rule in rules:
+            for alternative in rule.literals or ():
+                index = len(sizes)
+                ids = {groups.setdefault(g, len(groups)) for g in alternative}
+                while len(group_alts) < len(groups):
+                    group_alts.append([])
+                for gid in ids:
+                    group_alts[gid].append(index)
+                sizes.append(len(ids))
+                owners.append(rule.id)
+        word_groups: dict[str, list[int]] = {}
+        for group, gid in groups.items():
+            for word in group:
+                word_groups.setdefault(word, []).append(gid)
+        return cls(words=tuple(sorted(word_groups)),
+                   word_groups={w: tuple(g) for w, g in word_groups.items()},
+                   group_alternatives=tuple(tuple(a) for a in group_alts),
+                   alternative_size=tuple(sizes), alternative_rule=tuple(owners))
+
+    def passing(self, lowered: str) -> set[str]:
+        """Ids of the rules with an alternative whose every group has a word in `lowered`."""
+        satisfied: set[int] = set()
+        groups = self.word_groups
+        for word in [w for w in self.words if w in lowered]:
+            satisfied.update(groups[word])
+        counts: dict[int, int] = {}
+        rules: set[str] = set()
+        for gid in satisfied:
+            for alt in self.group_alternatives[gid]:
+                count = counts.get(alt, 0) + 1
+                counts[alt] = count
+                if count == self.alternative_size[alt]:
+                    rules.add(self.alternative_rule[alt])
+        return rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +160,12 @@ class KnowledgeBase:
     rules: tuple[Rule, ...]
     fallback: Rule
     location: str
+    # Which pattern rules can possibly match a text, from the words their patterns require.
+    screen: Screen | None = None
+    # Rules that can match a reply with a given (basic code, enhanced subject), filled on
+    # first use by classify.candidates; belongs to this knowledge base, not to the module.
+    candidates: dict[tuple[int | None, int | None], tuple[Rule, ...]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def by_id(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -184,8 +249,66 @@ def build(documents: Iterable[tuple[str, Mapping[str, object]]],
         raise KnowledgeError(
             f"{location}: exactly one rule must have fallback = true (found {len(fallbacks)})"
         )
-    return KnowledgeBase(rules=tuple(r for r in rules if not r.fallback),
-                         fallback=fallbacks[0], location=location)
+    ordered = tuple(r for r in rules if not r.fallback)
+    return KnowledgeBase(rules=ordered, fallback=fallbacks[0], location=location,
+                         screen=Screen.of(ordered))
+
+
+def required_literals(pattern: str) -> tuple[tuple[frozenset[str], ...], ...] | None:
+    """What any match of `pattern` (case-insensitive) must contain, as alternatives of groups:
+    a match satisfies at least one alternative, i.e. contains a string of each of its groups.
+
+    Walks the parsed regular expression: each run of literal characters in a sequence is
+    required; so is everything a group, or a repeat of at least one, requires; an alternation
+    inside a sequence contributes one group made of each branch's strongest group. A pattern
+    that is an alternation at the top gives one alternative per branch. None when nothing is
+    certain (then the regex always runs).
+    """
+    try:
+        parsed = _sre_parse.parse(pattern, re.IGNORECASE)
+    except (re.error, RecursionError, TypeError, ValueError):  # pragma: no cover - defensive
+        return None
+    items = list(parsed)
+    while len(items) == 1 and items[0][0] is _sre.SUBPATTERN:
+        items = list(items[0][1][-1])
+    branches = items[0][1][1] if len(items) == 1 and items[0][0] is _sre.BRANCH else [items]
+    alternatives = tuple(tuple(_required(branch)) for branch in branches)
+    if not alternatives or any(not alt for alt in alternatives):
+        return None
+    return alternatives
+
+
+def _strongest(groups: list[frozenset[str]]) -> frozenset[str] | None:
+    if not groups:
+        return None
+    return max(groups, key=lambda g: (min(len(x) for x in g), -len(g)))
+
+
+def _required(items: object) -> list[frozenset[str]]:
+    groups: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            groups.append(frozenset({"".join(run)}))
+            run.clear()
+
+    repeats = {_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", None)}
+    for op, av in items:  # type: ignore[attr-defined]
+        if op is _sre.LITERAL:
+            run.append(chr(av).lower())
+            continue
+        flush()
+        if op is _sre.SUBPATTERN:
+            groups += _required(av[-1])
+        elif op is _sre.BRANCH:
+            best = [_strongest(_required(alt)) for alt in av[1]]
+            if all(b is not None for b in best):
+                groups.append(frozenset().union(*(b for b in best if b is not None)))
+        elif op in repeats and av[0] >= 1:
+            groups += _required(av[2])
+    flush()
+    return groups
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -331,4 +454,5 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
         stages=frozenset(stages), codes=codes, classes=classes, enhanced=tuple(enhanced),
         pattern=pattern, failures=frozenset(failures), retryable=retryable, severity=severity,
         priority=priority, correction=text("correction", required=False), fallback=fallback,
+        literals=required_literals(pattern.pattern) if pattern is not None else None,
     )
