@@ -61,6 +61,15 @@ def check(
         "--catch-all", help="Also try a made-up address at the same domain.")] = False,
     resolver: Annotated[Optional[str], typer.Option(
         "--resolver", help="DNS server to use instead of the system's.", metavar="HOST[:PORT]")] = None,
+    per_mx: Annotated[int, typer.Option(
+        "--per-mx", help="With many addresses: connections at once to one mail host.",
+        metavar="N")] = 2,
+    rate: Annotated[Optional[float], typer.Option(
+        "--rate", help="With many addresses: new connections and transactions per second "
+        "per mail host (default: no limit).", metavar="N", show_default=False)] = None,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", help="With many addresses: connections at once in all.",
+        metavar="N")] = 20,
     lang: LangOpt = None,
     as_json: JsonOpt = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show the full transcript.")] = False,
@@ -99,6 +108,12 @@ def check(
             nameservers = (parse_resolver(resolver),)
         except ValueError as exc:
             raise UsageError(f"--resolver: {exc}") from None
+    if not 1 <= per_mx <= 100:
+        raise UsageError("--per-mx must be from 1 to 100")
+    if not 1 <= concurrency <= 1000:
+        raise UsageError("--concurrency must be from 1 to 1000")
+    if rate is not None and not 0 < rate <= 10000:
+        raise UsageError("--rate must be more than 0 and at most 10000 per second")
     cafile_text = _check_cafile(cafile)
     kb = load_kb(knowledge_dir)
 
@@ -110,10 +125,12 @@ def check(
         starttls=not no_starttls, pipelining=not no_pipelining, catch_all=catch_all,
         server=server_spec, nameservers=nameservers,
     )
+    from .batch import BatchOptions
     from .runner import run_checks
 
+    batch = BatchOptions(per_mx=per_mx, rate=rate, concurrency=concurrency)
     raise typer.Exit(run_checks(kb, options, parsed, lang=language, as_json=as_json,
-                                verbose=verbose))
+                                verbose=verbose, batch=batch))
 
 
 def _check_cafile(cafile: Path | None) -> str | None:

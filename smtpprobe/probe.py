@@ -106,11 +106,15 @@ class Checker:
         self.rng = rng or random.Random()
         self.redactor = redactor or Redactor()
         self._trust = trust
-        if resolve is None:
+        self._resolve = resolve  # None: dnspython's, imported on first use (start-up time)
+
+    @property
+    def resolve(self) -> Resolver:
+        if self._resolve is None:
             from .dns import resolve_mx
 
-            resolve = resolve_mx
-        self.resolve = resolve
+            self._resolve = resolve_mx
+        return self._resolve
 
     # --- classification helpers -----------------------------------------------------------
 
@@ -249,6 +253,12 @@ class Checker:
                         break
             await session.quit()
             self._take(conv, session)
+        self.settle(conv)
+
+    @staticmethod
+    def settle(conv: Conversation) -> None:
+        """Read the transaction off the steps: MAIL, the RCPTs, and whether the server gave an
+        answer that decides (a 421 or no reply at all does not)."""
         classified = [s for s in conv.steps if s.stage in (Stage.MAIL, Stage.RCPT)]
         mails = [s for s in classified if s.stage is Stage.MAIL]
         conv.mail_step = mails[-1] if mails else None
@@ -277,10 +287,13 @@ class Checker:
         mx = await self._mail_hosts(address, deadline)
         recipients = [address.smtp]
         if self.options.catch_all:
-            probe_local = random_local_part(self.rng)
-            recipients.append(f"{probe_local}@{address.smtp.rpartition('@')[2]}")
+            recipients.append(self.made_up_address(address.smtp.rpartition('@')[2]))
         convs = await self._attempts(mx, recipients, deadline)
         return self._verdict(address, mx, convs, started)
+
+    def made_up_address(self, domain: str) -> str:
+        """An address at `domain` that should not exist, for the catch-all test."""
+        return f"{random_local_part(self.rng)}@{domain}"
 
     async def _mail_hosts(self, address: Address, deadline: float) -> MxResult:
         opts = self.options

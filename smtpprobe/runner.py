@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .address import Address
 from .knowledge import KnowledgeBase
+from .batch import BatchOptions
 from .models import CheckReport, Verdict
 from .probe import EXIT_CODES, Checker, CheckOptions
 from .redact import Redactor
@@ -28,45 +29,75 @@ def exit_code(reports: Sequence[CheckReport]) -> int:
 
 
 async def check_all(checker: Checker, addresses: Sequence[Address], *,
-                    on_done: object = None) -> list[CheckReport]:
-    """Check every address; `--deadline` bounds the whole command, not each address."""
+                    on_done: Callable[[int, CheckReport], None] | None = None
+                    ) -> list[CheckReport]:
+    """Check addresses one by one (each with its own connections), at most
+    MAX_CONCURRENT_CHECKS at a time; `--deadline` bounds the whole command, not each address.
+    The batch engine (batch.py) is what `check` uses for more than one address; this is the
+    reference it must agree with."""
     limit = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
     deadline = asyncio.get_running_loop().time() + checker.options.deadline
 
-    async def one(address: Address) -> CheckReport:
+    async def one(index: int, address: Address) -> CheckReport:
         async with limit:
             report = await checker.check(address, deadline=deadline)
-        if callable(on_done):
-            on_done(report)
+        if on_done is not None:
+            on_done(index, report)
         return report
 
-    return list(await asyncio.gather(*(one(a) for a in addresses)))
+    return list(await asyncio.gather(*(one(i, a) for i, a in enumerate(addresses))))
+
+
+class _InOrder:
+    """Writes JSON lines in input order as soon as every earlier address is done."""
+
+    def __init__(self, lang: str, redact: Redactor) -> None:
+        self.lang = lang
+        self.redact = redact
+        self.ready: dict[int, CheckReport] = {}
+        self.next = 0
+
+    def __call__(self, index: int, report: CheckReport) -> None:
+        from .report import check_dict, dumps
+
+        self.ready[index] = report
+        while self.next in self.ready:
+            done = self.ready.pop(self.next)
+            sys.stdout.write(dumps(check_dict(done, self.lang), self.redact, indent=None) + "\n")
+            self.next += 1
+        sys.stdout.flush()
 
 
 def run_checks(kb: KnowledgeBase, options: CheckOptions, addresses: Sequence[Address], *,
                lang: str, as_json: bool, verbose: bool,
-               redactor: Redactor | None = None) -> int:
+               redactor: Redactor | None = None, batch: BatchOptions | None = None) -> int:
     redact = redactor or Redactor()
-    checker = Checker(kb, options, redactor=redact)
-    show_progress = len(addresses) > 1 and not as_json and sys.stderr.isatty()
+    many = len(addresses) > 1
+    show_progress = many and not as_json and sys.stderr.isatty()
+    stream = _InOrder(lang, redact) if as_json and many else None
 
     async def go() -> list[CheckReport]:
+        if not many:
+            return [await Checker(kb, options, redactor=redact).check(addresses[0])]
+        from .batch import BatchChecker, check_many
+
+        checker = BatchChecker(kb, options, batch or BatchOptions(), redactor=redact)
         if not show_progress:
-            return await check_all(checker, addresses)
+            return await check_many(checker, addresses, on_done=stream)
+        from rich.console import Console
         from rich.progress import Progress
 
-        with Progress(transient=True) as progress:
+        with Progress(console=Console(stderr=True), transient=True) as progress:
             task = progress.add_task("checking", total=len(addresses))
-            return await check_all(checker, addresses,
-                                   on_done=lambda _: progress.advance(task))
+            return await check_many(checker, addresses,
+                                    on_done=lambda _i, _r: progress.advance(task))
 
     reports = asyncio.run(go())
     if as_json:
-        from .report import check_dict, dumps
+        if stream is None:
+            from .report import check_dict, dumps
 
-        for report in reports:
-            sys.stdout.write(dumps(check_dict(report, lang), redact,
-                                   indent=2 if len(reports) == 1 else None) + "\n")
+            sys.stdout.write(dumps(check_dict(reports[0], lang), redact, indent=2) + "\n")
     else:
         from .render import check_view, console
 
@@ -75,7 +106,7 @@ def run_checks(kb: KnowledgeBase, options: CheckOptions, addresses: Sequence[Add
             if index:
                 out.print()
             out.print(check_view(report, lang, redact, verbose=verbose))
-        if len(reports) > 1:
+        if many:
             counts = {v: sum(1 for r in reports if r.verdict is v) for v in Verdict}
             out.print(", ".join(f"{n} {v.value}" for v, n in counts.items() if n))
     return exit_code(reports)
