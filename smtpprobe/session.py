@@ -435,10 +435,14 @@ class Session:
                 await asyncio.wait_for(loop.sock_connect(sock, (ep.address, ep.port)), budget)
             except (TimeoutError, asyncio.TimeoutError):
                 sock.close()
-                kind = FailureKind.DEADLINE if by_deadline else FailureKind.TIMEOUT
-                return self._record(Stage.CONNECT, command, Failure(
-                    kind, f"no TCP connection to {where} within {budget:g} s (the port may "
-                    f"be filtered)"), started)
+                if by_deadline:
+                    failure = Failure(FailureKind.DEADLINE, f"no TCP connection to {where} "
+                                      f"before the overall deadline ran out (the port may be "
+                                      f"filtered)")
+                else:
+                    failure = Failure(FailureKind.TIMEOUT, f"no TCP connection to {where} "
+                                      f"within {budget:g} s (the port may be filtered)")
+                return self._record(Stage.CONNECT, command, failure, started)
             except OSError as exc:
                 sock.close()
                 return self._record(Stage.CONNECT, command, _os_failure(exc, what=where),

@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
+from typing import Self
 
 from .smtp import COMMAND_TIMEOUT, RawConnection, Scenario
 
-__all__ = ["HOSTILE", "describe"]
+__all__ = ["HOSTILE", "FilteredPort", "describe"]
 
 # Postfix's default extensions, minus the ones a script adds itself.
 _EXTENSIONS = ("PIPELINING", "SIZE 10240000", "ENHANCEDSTATUSCODES", "8BITMIME")
@@ -409,6 +411,45 @@ async def _escape_codes(conn: RawConnection) -> None:
     mta = _Mta(conn, hooks={"RCPT": rcpt})
     await conn.send(f"220 {mta.host} \x1b[5m[blink]ESMTP[/blink]\x1b[0m \x1b]8;;http://x/\x07")
     await mta.run()
+
+
+class FilteredPort:
+    """A loopback port that acts like one behind a firewall that drops packets: TCP connects
+    to it hang until the client gives up.
+
+    A listening socket with a backlog of 0 that never accepts holds one connection in its
+    queue; once this class has put its own connection there, Linux drops the SYNs of every
+    later one, and the client sees no answer at all, not a refusal.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._listener: socket.socket | None = None
+        self._filler: socket.socket | None = None
+        self.port = 0
+
+    def open(self) -> int:
+        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        listener.bind((self.host, 0))
+        listener.listen(0)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        filler = socket.create_connection((self.host, self.port), timeout=5)
+        self._filler = filler
+        return self.port
+
+    def close(self) -> None:
+        for sock in (self._filler, self._listener):
+            if sock is not None:
+                sock.close()
+        self._filler = self._listener = None
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 _HOSTILE_LIST = (
