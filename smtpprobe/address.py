@@ -88,8 +88,15 @@ def check_domain(domain: str) -> str:
         raise UsageError(f"domain {_shown(domain)} is longer than {MAX_DOMAIN} characters")
     labels = ascii_domain.split(".")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise UsageError(f"domain {_shown(domain)} has an invalid label {_shown(label)}")
+        if label.startswith("xn--"):
+            # An A-label must decode to a valid U-label (RFC 5891 5.4).
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError):
+                raise UsageError(f"domain {_shown(domain)} is not a valid internationalised "
+                                 f"name: {_shown(label)} does not decode") from None
     if len(labels) < 2:
         raise UsageError(f"domain {_shown(domain)} needs at least two labels (like example.org)")
     if labels[-1].isdigit():
@@ -139,8 +146,8 @@ def _check_local(local: str, whole: str) -> None:
     if local.startswith(".") or local.endswith(".") or ".." in local:
         raise UsageError(f"address {_shown(whole)} has a misplaced dot in its local part")
     for atom in local.split("."):
-        if not _ATEXT.match(atom):
-            bad = next((ch for ch in atom if not _ATEXT.match(ch)), atom[:1])
+        if not _ATEXT.fullmatch(atom):
+            bad = next((ch for ch in atom if not _ATEXT.fullmatch(ch)), atom[:1])
             raise UsageError(f"address {_shown(whole)} has a character {_shown(bad)} that "
                              f"needs quoting in its local part")
 
@@ -232,8 +239,11 @@ def check_host(host: str) -> str:
     if host.endswith("."):
         host = host[:-1]
     if "." not in host:
-        if not _LABEL.match(host):
+        if not _LABEL.fullmatch(host):
             raise UsageError(f"host {_shown(host)} is not a valid host name")
+        if host.isdigit():
+            raise UsageError(f"host {_shown(host)} looks like a number, not a host name or "
+                             f"an IP address")
         return host.lower()
     return check_domain(host)
 
