@@ -95,7 +95,17 @@ def load_kb(path: Path | None) -> KnowledgeBase:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=True)
+        # Not click's standalone mode: its own usage errors (an unknown option, a value of the
+        # wrong type) come back here, to be told in one line like ours.
+        code = app(args=argv, standalone_mode=False)
+    except typer.TyperException as exc:
+        message = " ".join(exc.format_message().split())
+        if message:  # empty when there were no arguments at all: the help was shown
+            sys.stderr.write(f"smtpprobe: error: {message}\n")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("smtpprobe: aborted\n")
+        sys.exit(1)
     except UsageError as exc:
         sys.stderr.write(f"smtpprobe: error: {exc}\n")
         sys.exit(EXIT_USAGE)
@@ -105,3 +115,4 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("smtpprobe: interrupted\n")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
