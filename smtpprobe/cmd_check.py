@@ -100,6 +100,12 @@ def check(
     port = addr.parse_port(port)
     server_spec = addr.parse_server(server, default_port=port) if server else None
     source = addr.parse_ip(source_address, what="source address") if source_address else None
+    if source is not None:
+        from .session import check_source_address
+
+        problem = check_source_address(source)
+        if problem is not None:
+            raise UsageError(f"--source-address {source}: cannot send from it ({problem})")
     nameservers = None
     if resolver:
         from .dns import parse_resolver

@@ -181,6 +181,20 @@ def _reply(verb: str, code: int, message: str) -> Reply | Failure:
     return from_code_and_message(code, text)
 
 
+def check_source_address(address: str) -> str | None:
+    """Why connections cannot come from `address` on this machine, or None when they can.
+
+    It binds a socket to the address (port 0) and closes it again; nothing goes on the wire.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((address, 0))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def client_tls_context() -> ssl.SSLContext:
     """A context that completes the handshake with any server, old ones included: verification
     is done afterwards by `certs.inspect_chain`, so a bad certificate is a finding, not a stop."""
