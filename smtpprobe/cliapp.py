@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 import typer
 
 from .address import UsageError
-from .knowledge import KnowledgeError
-from .models import Stage
 
 if TYPE_CHECKING:
     from .knowledge import KnowledgeBase
+    from .models import Stage
 
 EXIT_USAGE = 2
 
@@ -41,11 +40,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# Stage values, not members: models.py (dozens of dataclasses) loads only when a command
+# needs it, which keeps `--help` fast.
 _STAGE_ALIASES = {
-    "banner": Stage.CONNECT, "greeting": Stage.CONNECT, "helo": Stage.EHLO,
-    "tls": Stage.STARTTLS, "mail from": Stage.MAIL, "mail_from": Stage.MAIL,
-    "rcpt to": Stage.RCPT, "rcpt_to": Stage.RCPT, "end of data": Stage.DATA,
-    "rset": Stage.QUIT,
+    "banner": "connect", "greeting": "connect", "helo": "ehlo",
+    "tls": "starttls", "mail from": "mail", "mail_from": "mail",
+    "rcpt to": "rcpt", "rcpt_to": "rcpt", "end of data": "data",
+    "rset": "quit",
 }
 
 LangOpt = Annotated[Optional[str], typer.Option(
@@ -64,11 +65,11 @@ def fail_usage(message: str) -> NoReturn:
 def parse_stage(value: str | None) -> Stage | None:
     if value is None or value == "":
         return None
+    from .models import Stage
+
     key = value.strip().lower()
-    if key in _STAGE_ALIASES:
-        return _STAGE_ALIASES[key]
     try:
-        return Stage(key)
+        return Stage(_STAGE_ALIASES.get(key, key))
     except ValueError:
         names = ", ".join(s.value for s in Stage)
         raise UsageError(f"unknown stage {value!r} (use one of: {names})") from None
@@ -109,7 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as exc:
         sys.stderr.write(f"smtpprobe: error: {exc}\n")
         sys.exit(EXIT_USAGE)
-    except KnowledgeError as exc:
+    except Exception as exc:
+        # knowledge.py is imported only by the commands that load the knowledge base: if it
+        # was never imported, no KnowledgeError can have been raised.
+        knowledge = sys.modules.get(f"{__package__}.knowledge")
+        if knowledge is None or not isinstance(exc, knowledge.KnowledgeError):
+            raise
         sys.stderr.write(f"smtpprobe: error: knowledge base: {exc}\n")
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:

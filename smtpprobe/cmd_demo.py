@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Annotated, Optional
 
@@ -63,6 +62,8 @@ def demo(
                 out.append((what, await Checker(kb, options).check(address)))
             return out
 
+    import asyncio
+
     try:
         results = asyncio.run(run())
     except OSError as exc:
@@ -120,6 +121,8 @@ def lab(
         raise UsageError(f"--host {address} is not a loopback address; the lab serves only "
                          f"127.0.0.0/8 and ::1")
     first = parse_port(port) if port else 0
+    import asyncio
+
     try:
         asyncio.run(run_forever(scenarios, address, first,
                                 write=lambda line: print(line, flush=True)))

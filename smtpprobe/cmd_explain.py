@@ -19,10 +19,9 @@ from .cliapp import (
     parse_stage,
     resolve_lang,
 )
-from .models import Stage
-
 if TYPE_CHECKING:
     from .knowledge import KnowledgeBase
+    from .models import Stage
 
 
 def _explain_one(kb: KnowledgeBase, reply_text: str, stage: Stage | None,
