@@ -127,6 +127,10 @@ CASES: tuple[Case, ...] = (
     Case("timeout-letters", check_at_lab(GOOD, "--timeout", "soon"), "--timeout"),
     Case("deadline-zero", check_at_lab(GOOD, "--deadline", "0"), "--deadline"),
     Case("deadline-huge", check_at_lab(GOOD, "--deadline", "1e12"), "--deadline"),
+    Case("per-mx-zero", check_at_lab(GOOD, "--per-mx", "0"), "--per-mx"),
+    Case("concurrency-zero", check_at_lab(GOOD, "--concurrency", "0"), "--concurrency"),
+    Case("rate-zero", check_at_lab(GOOD, "--rate", "0"), "--rate"),
+    Case("rate-nan", check_at_lab(GOOD, "--rate", "nan"), "--rate"),
     # --- files ---------------------------------------------------------------------------------
     Case("file-missing", check_at_lab("--file", "{tmp}/missing.txt"), "missing.txt"),
     Case("file-directory", check_at_lab("--file", "{tmp}"), "cannot read"),
