@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from .address import Address
 from .knowledge import KnowledgeBase
 from .models import CheckReport, Failure, FailureKind, MxResult, Stage, Step
-from .probe import Checker, CheckOptions, Conversation
+from .probe import Checker, CheckOptions, Conversation, KnowledgeLoader
 from .redact import Redactor
 from .session import Session
 
@@ -151,7 +151,8 @@ class _Opened:
 class BatchChecker(Checker):
     """A Checker whose conversations go through shared sessions (one pool per MX address)."""
 
-    def __init__(self, kb: KnowledgeBase, options: CheckOptions, batch: BatchOptions, *,
+    def __init__(self, kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
+                 batch: BatchOptions, *,
                  redactor: Redactor | None = None, **kwargs: object) -> None:
         super().__init__(kb, options, redactor=redactor, **kwargs)  # type: ignore[arg-type]
         self.batch = batch
@@ -288,10 +289,10 @@ class BatchChecker(Checker):
             item = endpoint.queue.popleft()
             if item.live:
                 where = f"{item.conv.address}:{item.conv.port}"
-                item.conv.steps.append(self.classify(Step(
+                item.conv.steps.append(Step(
                     stage=Stage.CONNECT, command=f"(connect to {where})", elapsed_ms=0.0,
                     failure=Failure(FailureKind.DEADLINE,
-                                    "the overall deadline ran out before this step"))))
+                                    "the overall deadline ran out before this step")))
                 self.settle(item.conv)
                 item.done.set_result(None)
 
@@ -377,7 +378,7 @@ class BatchChecker(Checker):
             steps = await session.pipeline(commands)
         else:
             steps = await self._one_by_one(session, commands)
-        classified = [self.classify(step) for step in steps]
+        classified = list(steps)  # findings come later, in Checker.check
         session.steps.clear()
         if not first:
             rset, classified = classified[0], classified[1:]
@@ -458,7 +459,7 @@ class BatchChecker(Checker):
         conv.steps = list(template.steps) + transaction
         if transaction:
             conv.steps.append(Step(stage=Stage.QUIT, command="QUIT", elapsed_ms=0.0))
-        conv.extra_findings = list(template.extra_findings)
+        conv.observations = list(template.observations)
         conv.session = template.session
         conv.tls_session = template.tls_session
         self.settle(conv)

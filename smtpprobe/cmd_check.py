@@ -121,7 +121,11 @@ def check(
     if rate is not None and not 0 < rate <= 10000:
         raise UsageError("--rate must be more than 0 and at most 10000 per second")
     cafile_text = _check_cafile(cafile)
-    kb = load_kb(knowledge_dir)
+    from .knowledge import find_knowledge_dir
+
+    # Where the knowledge base is, is checked now (a usage error before any traffic); it is
+    # loaded while the first conversation waits for the network.
+    find_knowledge_dir(knowledge_dir)
 
     from .probe import CheckOptions
 
@@ -135,7 +139,7 @@ def check(
     from .runner import run_checks
 
     batch = BatchOptions(per_mx=per_mx, rate=rate, concurrency=concurrency)
-    raise typer.Exit(run_checks(kb, options, parsed, lang=language, as_json=as_json,
+    raise typer.Exit(run_checks(lambda: load_kb(knowledge_dir), options, parsed, lang=language, as_json=as_json,
                                 verbose=verbose, batch=batch))
 
 

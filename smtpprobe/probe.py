@@ -42,6 +42,7 @@ DEFAULT_STAGGER = 0.5  # seconds before the next MX host is tried beside a silen
 MAX_PARALLEL_ATTEMPTS = 4
 
 Resolver = Callable[..., Awaitable[MxResult]]
+KnowledgeLoader = Callable[[], KnowledgeBase]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,8 @@ class Conversation:
     port: int
     steps: list[Step] = field(default_factory=list)
     session: Session | None = None
-    extra_findings: list[Finding] = field(default_factory=list)
+    # Facts found on the way (no STARTTLS, certificate problems), classified with the steps.
+    observations: list[tuple[Stage, FailureKind, str]] = field(default_factory=list)
     mail_step: Step | None = None
     rcpt_steps: list[Step] = field(default_factory=list)
     definitive: bool = False
@@ -98,10 +100,14 @@ def random_local_part(rng: random.Random) -> str:
 class Checker:
     """Runs checks with shared dependencies: knowledge base, trust store, resolver, clock."""
 
-    def __init__(self, kb: KnowledgeBase, options: CheckOptions, *,
+    def __init__(self, kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions, *,
                  resolve: Resolver | None = None, rng: random.Random | None = None,
                  redactor: Redactor | None = None, trust: TrustStore | None = None) -> None:
-        self.kb = kb
+        # A loader instead of a knowledge base: it runs in a thread while the first
+        # conversation waits for the network (classification needs it only at the end).
+        self._kb = kb if isinstance(kb, KnowledgeBase) else None
+        self._load = None if isinstance(kb, KnowledgeBase) else kb
+        self._loading: asyncio.Future[KnowledgeBase] | None = None
         self.options = options
         self.rng = rng or random.Random()
         self.redactor = redactor or Redactor()
@@ -117,6 +123,24 @@ class Checker:
         return self._resolve
 
     # --- classification helpers -----------------------------------------------------------
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        if self._kb is None:
+            raise RuntimeError("the knowledge base is still loading: await knowledge() first")
+        return self._kb
+
+    def _start_loading(self) -> None:
+        if self._kb is None and self._loading is None and self._load is not None:
+            self._loading = asyncio.ensure_future(asyncio.to_thread(self._load))
+
+    async def knowledge(self) -> KnowledgeBase:
+        """The knowledge base, once loaded; a loading error (KnowledgeError) is raised here."""
+        if self._kb is None:
+            self._start_loading()
+            assert self._loading is not None
+            self._kb = await asyncio.shield(self._loading)
+        return self._kb
 
     def classify(self, step: Step) -> Step:
         if step.reply is not None:
@@ -158,12 +182,11 @@ class Checker:
                        source_address=self.options.source_address, trust=self.trust(),
                        redactor=self.redactor)
 
-    def _take(self, conv: Conversation, session: Session) -> list[Step]:
-        """Move the session's new steps into the conversation, classified."""
-        new = [self.classify(step) for step in session.steps]
+    @staticmethod
+    def _take(conv: Conversation, session: Session) -> None:
+        """Move the session's new steps into the conversation (classified at the end)."""
+        conv.steps.extend(session.steps)
         session.steps.clear()
-        conv.steps.extend(new)
-        return new
 
     async def _open(self, conv: Conversation, deadline: float, *, use_tls: bool) -> Session | None:
         """Connect, EHLO and (when offered and wanted) STARTTLS + EHLO. None when the server
@@ -183,7 +206,7 @@ class Checker:
         if not use_tls:
             return session
         if caps is None or not caps.starttls:
-            conv.extra_findings.append(self.observe(
+            conv.observations.append((
                 Stage.STARTTLS, FailureKind.NOT_OFFERED,
                 f"{conv.host.name} does not offer STARTTLS"))
             return session
@@ -208,23 +231,23 @@ class Checker:
             return
         name = conv.host.name
         if tls.days_left is not None and tls.days_left < 0:
-            conv.extra_findings.append(self.observe(
+            conv.observations.append((
                 Stage.STARTTLS, FailureKind.CERT_EXPIRED,
                 f"the certificate of {name} expired on {tls.not_after}"))
         elif not tls.verified:
-            conv.extra_findings.append(self.observe(
+            conv.observations.append((
                 Stage.STARTTLS, FailureKind.CERT_UNTRUSTED,
                 f"the certificate of {name} does not verify: {tls.verify_error}"))
         elif tls.days_left is not None and tls.days_left < 14:
-            conv.extra_findings.append(self.observe(
+            conv.observations.append((
                 Stage.STARTTLS, FailureKind.CERT_EXPIRING,
                 f"the certificate of {name} expires in {tls.days_left} days"))
         if tls.name_matches is False:
-            conv.extra_findings.append(self.observe(
+            conv.observations.append((
                 Stage.STARTTLS, FailureKind.CERT_NAME_MISMATCH,
                 f"the certificate names {', '.join(tls.names[:5]) or 'no host'}, not {name}"))
         if tls.version in OUTDATED_VERSIONS:
-            conv.extra_findings.append(self.observe(
+            conv.observations.append((
                 Stage.STARTTLS, FailureKind.TLS_OUTDATED,
                 f"{name} negotiated {tls.version}"))
 
@@ -288,7 +311,12 @@ class Checker:
         recipients = [address.smtp]
         if self.options.catch_all:
             recipients.append(self.made_up_address(address.smtp.rpartition('@')[2]))
+        self._start_loading()
         convs = await self._attempts(mx, recipients, deadline)
+        await self.knowledge()
+        for conv in convs:
+            conv.steps = [self.classify(step) for step in conv.steps]
+            self.settle(conv)  # again, now that the steps carry findings
         return self._verdict(address, mx, convs, started)
 
     def made_up_address(self, domain: str) -> str:
@@ -386,7 +414,7 @@ class Checker:
             if host.failure is not None:
                 findings.append(classify_failure(self.kb, Stage.DNS, host.failure))
         for conv in convs:
-            findings.extend(conv.extra_findings)
+            findings.extend(self.observe(*fact) for fact in conv.observations)
             mail_failed = conv.mail_step is not None and conv.mail_step.reply is not None and (
                 conv.mail_step.reply.klass in (4, 5))
             for step in conv.steps:

@@ -12,7 +12,7 @@ from .address import Address
 from .knowledge import KnowledgeBase
 from .batch import BatchOptions
 from .models import CheckReport, Verdict
-from .probe import EXIT_CODES, Checker, CheckOptions
+from .probe import EXIT_CODES, Checker, CheckOptions, KnowledgeLoader
 from .redact import Redactor
 
 MAX_CONCURRENT_CHECKS = 20
@@ -68,7 +68,7 @@ class _InOrder:
         sys.stdout.flush()
 
 
-def run_checks(kb: KnowledgeBase, options: CheckOptions, addresses: Sequence[Address], *,
+def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions, addresses: Sequence[Address], *,
                lang: str, as_json: bool, verbose: bool,
                redactor: Redactor | None = None, batch: BatchOptions | None = None) -> int:
     redact = redactor or Redactor()
