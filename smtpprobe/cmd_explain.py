@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -23,6 +24,15 @@ if TYPE_CHECKING:
     from .knowledge import KnowledgeBase
     from .models import Stage
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str) -> str:
+    """Pasted text as valid Unicode: bytes that were not UTF-8 (kept by Python as lone
+    surrogates, from argv or stdin) and surrogates named by JSON escapes become U+FFFD, so
+    that the output can always be written as UTF-8."""
+    return _SURROGATES.sub("\ufffd", value)
+
 
 def _explain_one(kb: KnowledgeBase, reply_text: str, stage: Stage | None,
                  lang: str) -> tuple[Any, Any]:
@@ -30,7 +40,7 @@ def _explain_one(kb: KnowledgeBase, reply_text: str, stage: Stage | None,
 
     if not reply_text.strip():
         raise UsageError("the reply is empty")
-    return explain_reply(kb, reply_text, stage)
+    return explain_reply(kb, _text(reply_text), stage)
 
 
 def _batch(kb: KnowledgeBase, source: str, lang: str) -> int:
@@ -59,7 +69,7 @@ def _batch(kb: KnowledgeBase, source: str, lang: str) -> int:
                 bad += 1
                 out.write(json.dumps({"line": number, "error": str(exc).split("\n")[0]}) + "\n")
                 continue
-            finding, reply = explain_reply(kb, item["reply"], stage)
+            finding, reply = explain_reply(kb, _text(item["reply"]), stage)
             out.write(json.dumps(explain_dict(finding, reply, lang), ensure_ascii=False) + "\n")
     if bad:
         sys.stderr.write(f"smtpprobe: error: {bad} line(s) of {source} could not be read\n")
