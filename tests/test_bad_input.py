@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,11 @@ from smtpprobe.address import (
     parse_port,
     parse_server,
 )
+from smtpprobe.classify import classify_failure, classify_reply, explain
+from smtpprobe.knowledge import KnowledgeBase
 from smtpprobe.lab.smtp import serve
+from smtpprobe.models import Category, Failure, FailureKind, Stage
+from smtpprobe.replies import extract_reply, parse_ehlo, parse_reply
 
 SERVER = "127.0.0.1:{port}"
 GOOD = "alice@lab.test"
@@ -366,3 +371,73 @@ def test_non_utf8_argv_is_a_usage_error_not_a_traceback() -> None:
 def test_idn_and_literal_addresses_are_good_input(text: str) -> None:
     address = parse_address(text)
     assert address is not None and address.smtp.isprintable()
+
+
+# --- explain takes any text: odd bytes still give valid UTF-8 JSON ----------------------------
+
+
+@pytest.mark.parametrize("how", ["argv", "stdin", "batch-escape", "batch-bytes"])
+def test_explain_with_bytes_that_are_not_utf8_prints_valid_json(how: str,
+                                                                tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    args = [sys.executable, "-m", "smtpprobe", "explain", "--json"]
+    stdin = b""
+    if how == "argv":
+        args.append(os.fsdecode(b"550 5.1.1 M\xfcller \xff unknown"))
+    elif how == "stdin":
+        stdin = b"550 5.1.1 M\xfcller \xed\xa0\x80 \xff unknown\n"
+    elif how == "batch-escape":
+        # A JSON escape may name a lone surrogate, which no UTF-8 output can hold.
+        args += ["--batch", "-"]
+        stdin = b'{"reply": "550 5.1.1 \\ud800 unknown"}\n{"reply": "450 \\udcff later"}\n'
+    else:
+        batch = tmp_path / "batch.jsonl"
+        batch.write_bytes(b'{"reply": "550 5.1.1 M\xfcller unknown"}\n')
+        args += ["--batch", str(batch)]
+    proc = subprocess.run(args, input=stdin, capture_output=True, timeout=60)
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    text = proc.stdout.decode("utf-8")  # strict: the output is valid UTF-8
+    results = [json.loads(line) for line in text.splitlines() if line.strip()] \
+        if how.startswith("batch") else [json.loads(text)]
+    assert results and all(r["code"] in (550, 450) for r in results)
+
+
+# --- parsers and classifier: any text gives a result ---------------------------------------------
+
+ANY_TEXT = (st.text(max_size=300) | st.binary(max_size=300).map(os.fsdecode)
+            | st.text(st.characters(codec="utf-8") | st.characters(categories=["Cs"]),
+                      max_size=100)
+            | st.builds(lambda code, sep, rest: f"{code}{sep}{rest}",
+                        st.integers(min_value=-5, max_value=1200).map(str),
+                        st.sampled_from([" ", "-", "", "\n", "\r\n", "-\n"]),
+                        st.text(max_size=200)))
+STAGE = st.none() | st.sampled_from(list(Stage))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_TEXT, STAGE)
+def test_reply_parser_and_classifier_take_any_text(kb: KnowledgeBase, text: str,
+                                                   stage: Stage | None) -> None:
+    reply = parse_reply(text)
+    assert reply.code is None or 100 <= reply.code <= 599
+    assert reply.enhanced is None or re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", reply.enhanced)
+    reply.render()
+    parse_ehlo(reply)
+    extract_reply(text)
+    finding = classify_reply(kb, stage, reply)
+    assert finding.category in Category and finding.stage == stage
+    assert finding.evidence.isprintable() or finding.evidence == ""
+    explained, _ = explain(kb, text, stage)
+    assert explained.category in Category
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(list(FailureKind)), ANY_TEXT, STAGE)
+def test_classifier_takes_any_failure(kb: KnowledgeBase, kind: FailureKind, detail: str,
+                                      stage: Stage | None) -> None:
+    finding = classify_failure(kb, stage, Failure(kind, detail))
+    assert finding.category in Category and finding.code is None
+    assert finding.evidence.isprintable() or finding.evidence == ""
