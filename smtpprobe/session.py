@@ -270,6 +270,8 @@ class _GroupReader(asyncio.Protocol):
                     break
                 self.replies.append((outcome, time.perf_counter()))
                 self._lines, self._code, self._size = [], None, 0
+        if self.failure is not None or len(self.replies) >= self.expected:
+            self._buffer.clear()  # nothing more will be parsed: give the memory back
         if len(self.replies) >= self.needed or self.failure is not None:
             self._finish()
 

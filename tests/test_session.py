@@ -20,9 +20,17 @@ from smtpprobe.address import UsageError, parse_address
 from smtpprobe.lab.hostile import HOSTILE
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
 from smtpprobe.lab.tls import LabCA, LabCert
-from smtpprobe.models import FailureKind, Stage
+from smtpprobe.models import Failure, FailureKind, Stage
 from smtpprobe.redact import MASK, Redactor
-from smtpprobe.session import Endpoint, Session, UnsafeCommand, _clean
+from smtpprobe.session import (
+    MAX_LINE,
+    Endpoint,
+    Session,
+    UnsafeCommand,
+    _clean,
+    _GroupReader,
+    _reply,
+)
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -467,3 +475,50 @@ async def test_auth_after_starttls_against_an_echoing_server(echo_tls: LabServer
     assert step.reply is not None and step.reply.code == 535
     assert password not in repr(session.steps)
     assert base64.b64encode(password.encode()).decode() not in repr(session.steps)
+
+
+# --- the reply reader, with any bytes -------------------------------------------------------------
+
+VERBS = ["CONNECT", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "RSET", "NOOP", "DATA", ".",
+         "QUIT"]
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(VERBS), st.integers(min_value=-10**6, max_value=10**6),
+       st.text(max_size=200) | st.binary(max_size=200).map(
+           lambda b: b.decode("utf-8", "surrogateescape")))
+def test_any_code_and_text_give_a_reply_or_a_protocol_failure(verb: str, code: int,
+                                                               message: str) -> None:
+    outcome = _reply(verb, code, message)
+    if isinstance(outcome, Failure):
+        assert outcome.kind is FailureKind.PROTOCOL
+        text = outcome.detail
+    else:
+        assert outcome.code is not None and 200 <= outcome.code <= 599
+        text = outcome.text
+    text.encode("utf-8")  # no lone surrogate left
+    assert not any(ord(ch) < 32 and ch not in "\n\t" or 0x7f <= ord(ch) <= 0x9f for ch in text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=3000) | st.sampled_from(
+    [b"250 ok\r\n", b"250-a\r\n", b"354 go\r\n", b"2500 x\r\n", b"\r\n", b"421 bye\r\n",
+     b"250-" + b"x" * 9000, b"250 ok\r\n" + b"y" * 9000, b"\n"]), max_size=30),
+       st.lists(st.sampled_from(["MAIL", "RCPT", "DATA", "RSET", "QUIT"]), min_size=1,
+                max_size=5))
+def test_group_reader_takes_any_bytes(chunks: list[bytes], verbs: list[str]) -> None:
+    async def feed() -> None:
+        reader = _GroupReader(verbs)
+        for chunk in chunks:
+            reader.data_received(chunk)
+            # Never more than a line's worth of bytes waits in the buffer.
+            assert len(reader._buffer) <= MAX_LINE
+        assert len(reader.replies) <= len(verbs)
+        for reply, _ in reader.replies:
+            assert reply.code is not None and 200 <= reply.code <= 599
+        if reader.failure is not None:
+            assert reader.failure.kind in (FailureKind.PROTOCOL, FailureKind.REPLY_TOO_LONG)
+        reader.eof_received()
+        assert await reader.wait(0)
+
+    asyncio.run(feed())
