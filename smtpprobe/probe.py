@@ -364,11 +364,15 @@ class Checker:
             tasks.append(asyncio.create_task(self.converse(conv, recipients, deadline=deadline)))
 
         def decided() -> bool:
-            # The first definitive conversation decides once every earlier one has ended.
-            for conv in started:
+            # The first definitive conversation decides once every earlier one has ended,
+            # except earlier ones with another address of the same host: its addresses are
+            # interchangeable (RFC 8305: the first to answer wins, the others are dropped).
+            for index, conv in enumerate(started):
                 if conv.definitive:
                     return True
-                if not conv.done.is_set():
+                if not conv.done.is_set() and not any(
+                        later.definitive and later.host is conv.host
+                        for later in started[index + 1:]):
                     return False
             return False
 
