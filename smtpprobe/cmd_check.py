@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -121,11 +122,15 @@ def check(
     if rate is not None and not 0 < rate <= 10000:
         raise UsageError("--rate must be more than 0 and at most 10000 per second")
     cafile_text = _check_cafile(cafile)
-    from .knowledge import find_knowledge_dir
+    from .knowledge import ENV_VAR, find_knowledge_dir
 
-    # Where the knowledge base is, is checked now (a usage error before any traffic); it is
-    # loaded while the first conversation waits for the network.
+    # Where the knowledge base is, is checked now (a usage error before any traffic). The
+    # packaged one, which the test suite validates, is loaded while the first conversation
+    # waits for the network; one the user names may be broken, and is loaded (and its faults
+    # reported) before any traffic.
     find_knowledge_dir(knowledge_dir)
+    user_kb = knowledge_dir is not None or bool(os.environ.get(ENV_VAR))
+    kb_source = load_kb(knowledge_dir) if user_kb else (lambda: load_kb(knowledge_dir))
 
     from .probe import CheckOptions
 
@@ -139,7 +144,7 @@ def check(
     from .runner import run_checks
 
     batch = BatchOptions(per_mx=per_mx, rate=rate, concurrency=concurrency)
-    raise typer.Exit(run_checks(lambda: load_kb(knowledge_dir), options, parsed, lang=language, as_json=as_json,
+    raise typer.Exit(run_checks(kb_source, options, parsed, lang=language, as_json=as_json,
                                 verbose=verbose, batch=batch))
 
 
