@@ -24,14 +24,17 @@ if TYPE_CHECKING:
     from .knowledge import KnowledgeBase
     from .models import Stage
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
+# Lone surrogates (bytes that were not UTF-8, or JSON escapes) and control characters other
+# than tab and line ends: a pasted bounce comes from a stranger, and escape sequences in it
+# must not reach the terminal through our output.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _text(value: str) -> str:
-    """Pasted text as valid Unicode: bytes that were not UTF-8 (kept by Python as lone
-    surrogates, from argv or stdin) and surrogates named by JSON escapes become U+FFFD, so
-    that the output can always be written as UTF-8."""
-    return _SURROGATES.sub("\ufffd", value)
+    """Pasted text as valid, harmless Unicode: bytes that were not UTF-8 (kept by Python as
+    lone surrogates, from argv or stdin), surrogates named by JSON escapes and control
+    characters become U+FFFD, so that the output is valid UTF-8 and cannot steer a terminal."""
+    return _UNPRINTABLE.sub("\ufffd", value)
 
 
 def _explain_one(kb: KnowledgeBase, reply_text: str, stage: Stage | None,

@@ -441,3 +441,18 @@ def test_classifier_takes_any_failure(kb: KnowledgeBase, kind: FailureKind, deta
     finding = classify_failure(kb, stage, Failure(kind, detail))
     assert finding.category in Category and finding.code is None
     assert finding.evidence.isprintable() or finding.evidence == ""
+
+
+@pytest.mark.parametrize("flags", [(), ("--json",)])
+def test_explain_never_echoes_terminal_escapes_from_a_pasted_bounce(flags: tuple[str, ...]
+                                                                    ) -> None:
+    import subprocess
+
+    bounce = (b"Remote server said: 550 5.1.1 \x1b[2J\x1b]0;pwned\x07 user unknown \xc2\x9b31m "
+              b"[bold red]styled[/]\r\n")
+    proc = subprocess.run([sys.executable, "-m", "smtpprobe", "explain", *flags], input=bounce,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"\x1b" not in proc.stdout and b"\x07" not in proc.stdout
+    assert b"\xc2\x9b" not in proc.stdout
+    assert b"user unknown" in proc.stdout
