@@ -486,3 +486,18 @@ async def test_relay_to_a_tarpit_ends_at_the_deadline(lab_cert: LabCert) -> None
     report_time("relay", "tls_stall", run, f"tls {checks['tls']['status']}")
     assert checks["tls"]["status"] == "fail"
     assert checks["tls"]["finding"]["rule"] == "failure.deadline", checks["tls"]
+
+
+@pytest.mark.parametrize("name", ["escape_codes", "non_utf8"])
+async def test_sweep_and_relay_text_output_cannot_steer_the_terminal(name: str) -> None:
+    async with await serve(HOSTILE[name]) as server:
+        sweep, relay = await asyncio.gather(
+            smtpprobe("sweep", "127.0.0.1", "--ports", f"{server.port}:starttls", "-v",
+                      "--timeout", str(TIMEOUT), "--helo", HELO),
+            smtpprobe("relay", "--server", f"127.0.0.1:{server.port}", "--tls", "auto",
+                      "--from", "carol@lab.test", "--to", "alice@lab.test", "-v",
+                      "--timeout", str(TIMEOUT), "--helo", HELO))
+    for run in (sweep, relay):
+        assert_clean_end(run)
+        assert not TERMINAL_CONTROL.search(run.out), TERMINAL_CONTROL.findall(run.out)[:5]
+    assert "550" in relay.text  # the hostile reply was shown, cleaned
