@@ -1,13 +1,18 @@
 """One address, one walk: `smtpprobe check` against swaks, at 0 ms and at 50 ms round trip.
 
-Both clients do the same walk against the real Postfix of tests/realmta (127.0.0.11:25) through
-bench/proxy.py: greeting, EHLO, STARTTLS, EHLO, MAIL FROM:<>, RCPT TO:<alice@accept.test>, QUIT.
+Both clients do the same walk against a real Postfix through bench/proxy.py: greeting, EHLO,
+STARTTLS, EHLO, MAIL FROM:<>, RCPT TO:<an existing mailbox>, QUIT. The Postfix is the
+benchmark's own (bench/benchmta.py, bench0.test on 127.0.0.111:25, started here); with
+`--realmta` it is the test installation's mx1 (127.0.0.11:25, alice@accept.test). Both run
+Postfix's defaults, except that the benchmark's has flow control off (in_flow_delay = 0): a
+probe never delivers, so a test server's flow-control tokens run out, and from then on every
+first accepted RCPT of a transaction waits one second, for every client alike.
 Runs alternate between the clients, so a busy moment of the machine hits all of them alike.
 For each client and delay the script prints the median wall time of the whole command
 (start-up included), the median time the connection was open, the round trips counted by the
 proxy, and the ratio of the medians to swaks.
 
-usage: python bench/walk.py [--runs N] [--rtt MS ...] [--json FILE]
+usage: python bench/walk.py [--runs N] [--rtt MS ...] [--realmta] [--json FILE]
 """
 
 from __future__ import annotations
@@ -34,25 +39,29 @@ from common import (  # noqa: E402
 )
 from proxy import DelayProxy  # noqa: E402
 
-UPSTREAM = ("127.0.0.11", 25)
-RECIPIENT = "alice@accept.test"
+import benchmta  # noqa: E402
+
+REALMTA = (("127.0.0.11", 25), "alice@accept.test")
+BENCH = ((benchmta.LISTENERS[0], 25), f"user1@{benchmta.DOMAINS[0]}")
 
 
-def clients(port: int, cafile: str, swaks: str) -> dict[str, list[str]]:
+def clients(port: int, cafile: str, swaks: str, recipient: str) -> dict[str, list[str]]:
     common_swaks = [swaks, "--server", PROXY_HOST, "--port", str(port), "--tls",
-                    "--to", RECIPIENT, "--from", "<>", "--helo", HELO, "--quit-after", "RCPT"]
+                    "--to", recipient, "--from", "<>", "--helo", HELO, "--quit-after", "RCPT"]
     return {
-        "smtpprobe check": [*smtpprobe_argv(), "check", RECIPIENT, "--server",
+        "smtpprobe check": [*smtpprobe_argv(), "check", recipient, "--server",
                             f"{PROXY_HOST}:{port}", "--cafile", cafile, "--helo", HELO, "--json"],
         "swaks": common_swaks,
         "swaks --pipeline": [*common_swaks, "--pipeline"],
     }
 
 
-async def measure(rtt_ms: float, runs: int, cafile: str, swaks: str) -> dict[str, dict[str, float]]:
-    proxy = await DelayProxy((PROXY_HOST, 0), UPSTREAM, delay=rtt_ms / 2000).start()
+async def measure(rtt_ms: float, runs: int, cafile: str, swaks: str,
+                  target: tuple[tuple[str, int], str]) -> dict[str, dict[str, float]]:
+    upstream, recipient = target
+    proxy = await DelayProxy((PROXY_HOST, 0), upstream, delay=rtt_ms / 2000).start()
     try:
-        tools = clients(proxy.address[1], cafile, swaks)
+        tools = clients(proxy.address[1], cafile, swaks, recipient)
         walls: dict[str, list[float]] = {name: [] for name in tools}
         opens: dict[str, list[float]] = {name: [] for name in tools}
         trips: dict[str, Counter[int]] = {name: Counter() for name in tools}
@@ -88,12 +97,16 @@ async def measure(rtt_ms: float, runs: int, cafile: str, swaks: str) -> dict[str
         await proxy.close()
 
 
-async def main_async(rtts: list[float], runs: int) -> dict[str, dict[str, dict[str, float]]]:
-    env = realmta()
+async def main_async(rtts: list[float], runs: int,
+                     use_realmta: bool) -> dict[str, dict[str, dict[str, float]]]:
     swaks = need_swaks()
+    if use_realmta:
+        cafile, target = realmta()["ca_file"], REALMTA
+    else:
+        cafile, target = str(benchmta.STATE / "ca.pem"), BENCH
     results = {}
     for rtt in rtts:
-        results[f"{rtt:g}"] = await measure(rtt, runs, env["ca_file"], swaks)
+        results[f"{rtt:g}"] = await measure(rtt, runs, cafile, swaks, target)
     return results
 
 
@@ -106,7 +119,10 @@ def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
                          f"{fig['wall_ms'] / base['wall_ms']:.2f}",
                          f"{fig['connection_ms']:.0f}",
                          f"{fig['connection_ms'] / base['connection_ms']:.2f}",
-                         int(fig["round_trips"]), int(fig["client_writes"])])
+                         # Without delay, bursts blur (a TLS ticket arrives between the
+                         # client's Finished and its EHLO): count at a real round trip only.
+                         int(fig["round_trips"]) if float(rtt) > 0 else "-",
+                         int(fig["client_writes"]) if float(rtt) > 0 else "-"])
     return table(["round trip", "client", "wall ms (median)", "vs swaks",
                   "connection ms (median)", "vs swaks", "round trips", "client writes"], rows)
 
@@ -116,9 +132,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--rtt", type=float, nargs="+", default=[0.0, 50.0],
                         help="round-trip times in ms")
+    parser.add_argument("--realmta", action="store_true",
+                        help="walk to the test installation's mx1 instead of the bench Postfix")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    results = asyncio.run(main_async(args.rtt, args.runs))
+    started_mta = False
+    if not args.realmta and not benchmta.running():
+        benchmta.start()
+        started_mta = True
+    try:
+        results = asyncio.run(main_async(args.rtt, args.runs, args.realmta))
+    finally:
+        if started_mta:
+            benchmta.stop()
     print(f"single walk, {args.runs} runs per client and round trip (medians):")
     print(report(results))
     if args.json:
