@@ -26,11 +26,11 @@ from .models import (
 )
 from .redact import Redactor
 
-_STYLE = {
+SEVERITY_STYLE = {
     Severity.OK: "green", Severity.INFO: "cyan", Severity.WARNING: "yellow",
     Severity.ERROR: "red", Severity.CRITICAL: "bold red",
 }
-_MARK = {
+SEVERITY_MARK = {
     Severity.OK: "✓", Severity.INFO: "·", Severity.WARNING: "!", Severity.ERROR: "✗",
     Severity.CRITICAL: "✗",
 }
@@ -42,9 +42,9 @@ def _safe(value: str, redact: Redactor) -> str:
 
 def finding_panel(finding: Finding, lang: str, redact: Redactor, *,
                   reply: Reply | None = None, title: str | None = None) -> Panel:
-    style = _STYLE[finding.severity]
+    style = SEVERITY_STYLE[finding.severity]
     head = Text()
-    head.append(finding.title.get(lang) if finding.title else str(finding.category), style=style)
+    head.append(finding_title(finding, lang), style=style)
     head.append(f"  ({finding.category})", style="dim")
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
@@ -72,17 +72,33 @@ def finding_panel(finding: Finding, lang: str, redact: Redactor, *,
                  title_align="left", border_style=style, expand=False)
 
 
+def finding_title(finding: Finding, lang: str) -> str:
+    return finding.title.get(lang) if finding.title else str(finding.category)
+
+
+def finding_line(finding: Finding, lang: str, redact: Redactor, *, prefix: str = "",
+                 width: int = 100) -> Text:
+    """One line: mark, optional prefix (a port), title, category and the evidence."""
+    style = SEVERITY_STYLE[finding.severity]
+    line = Text(f" {SEVERITY_MARK[finding.severity]} ", style=style)
+    if prefix:
+        line.append(prefix, style="bold")
+    line.append(finding_title(finding, lang), style=style)
+    line.append(f" ({finding.category}): {redact(finding.evidence)[:width]}", style="dim")
+    return line
+
+
 def _step_line(step: Step, lang: str, redact: Redactor) -> list[RenderableType]:
     finding = step.finding
     severity = finding.severity if finding else Severity.OK
     if step.reply is None and step.failure is None:
         mark, style, code, said = "·", "dim", "", t("no_reply_awaited", lang)
     elif step.failure is not None:
-        mark, style = _MARK[severity], _STYLE[severity]
+        mark, style = SEVERITY_MARK[severity], SEVERITY_STYLE[severity]
         code, said = step.failure.kind.value, step.failure.detail
     else:
         assert step.reply is not None
-        mark, style = _MARK[severity], _STYLE[severity]
+        mark, style = SEVERITY_MARK[severity], SEVERITY_STYLE[severity]
         code = " ".join(x for x in (str(step.reply.code or "???"), step.reply.enhanced or "") if x)
         said = step.reply.first_line
         if step.reply.enhanced and said.startswith(step.reply.enhanced):
@@ -175,11 +191,7 @@ def check_view(report: CheckReport, lang: str, redact: Redactor, *,
     if others:
         parts.append(Text(t("findings", lang), style="bold"))
         for finding in others:
-            line = Text(f" {_MARK[finding.severity]} ", style=_STYLE[finding.severity])
-            line.append(finding.title.get(lang) if finding.title else str(finding.category),
-                        style=_STYLE[finding.severity])
-            line.append(f" ({finding.category}): {redact(finding.evidence)[:100]}", style="dim")
-            parts.append(line)
+            parts.append(finding_line(finding, lang, redact))
             parts.append(Text(f"     {redact(finding.remedy.get(lang))}"))
     parts.append(Text(t("elapsed", lang, ms=f"{report.elapsed_ms:.0f}"), style="dim"))
     return Group(*parts)

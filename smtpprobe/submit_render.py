@@ -13,7 +13,6 @@ from rich.text import Text
 from .models import (
     AuthResult,
     CheckStatus,
-    Finding,
     HostReport,
     PortReport,
     PortState,
@@ -26,23 +25,10 @@ from .models import (
     TlsInfo,
 )
 from .redact import Redactor
-from .render import finding_panel, transcript
+from .render import SEVERITY_STYLE as _STYLE
+from .render import finding_line, finding_panel, finding_title, transcript
 from .submit_report import mechanism_label, note_text, reason_text
 from .submit_report import text as t
-
-_STYLE = {
-    Severity.OK: "green", Severity.INFO: "cyan", Severity.WARNING: "yellow",
-    Severity.ERROR: "red", Severity.CRITICAL: "bold red",
-}
-_MARK = {
-    Severity.OK: "✓", Severity.INFO: "·", Severity.WARNING: "!", Severity.ERROR: "✗",
-    Severity.CRITICAL: "✗",
-}
-
-
-def _title(finding: Finding, lang: str) -> str:
-    return finding.title.get(lang) if finding.title else str(finding.category)
-
 
 # --- sweep -------------------------------------------------------------------------------------
 
@@ -125,7 +111,7 @@ def recommendation_panel(report: SweepReport, lang: str, redact: Redactor) -> Pa
     if not rec.usable and rec.finding is not None:
         finding = rec.finding
         grid.add_row(t("rec.cause", lang), Text(
-            f"{_title(finding, lang)}: {redact(finding.cause.get(lang))}"))
+            f"{finding_title(finding, lang)}: {redact(finding.cause.get(lang))}"))
         grid.add_row(t("rec.remedy", lang), Text(redact(finding.remedy.get(lang))))
         if finding.evidence:
             grid.add_row(t("label.server_said", lang), Text(redact(finding.evidence),
@@ -157,13 +143,8 @@ def sweep_view(report: SweepReport, lang: str, redact: Redactor, *,
     if problems:
         parts.append(Text(t("sweep.findings", lang), style="bold"))
         for port, finding in problems:
-            line = Text(f" {_MARK[finding.severity]} ", style=_STYLE[finding.severity])
-            if port:
-                line.append(f"{port}: ", style="bold")
-            line.append(_title(finding, lang), style=_STYLE[finding.severity])
-            line.append(f" ({finding.category}): {redact(finding.evidence)[:120]}",
-                        style="dim")
-            parts.append(line)
+            parts.append(finding_line(finding, lang, redact,
+                                      prefix=f"{port}: " if port else "", width=120))
     if verbose:
         parts.append(Text(t("label.transcript", lang), style="bold"))
         parts.extend(transcript(_host(p), redact) for p in report.ports)
@@ -196,7 +177,7 @@ def _check_detail(check: RelayCheck, lang: str, redact: Redactor) -> Text:
         out.append(redact(note_text(check.note, lang)), style="dim")
         return out
     if check.finding is not None:
-        out.append(_title(check.finding, lang),
+        out.append(finding_title(check.finding, lang),
                    style="" if check.status is CheckStatus.PASS else
                    _STYLE[check.finding.severity])
     if check.note is not None:
