@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field, replace
 from .address import Address
 from .knowledge import KnowledgeBase
 from .models import CheckReport, Failure, FailureKind, MxResult, Stage, Step
-from .probe import Checker, CheckOptions, Conversation, KnowledgeLoader
+from .certs import TrustStore
+from .probe import Checker, CheckOptions, Conversation, KnowledgeLoader, Resolver
 from .redact import Redactor
 from .session import Session
 
@@ -144,17 +146,17 @@ class _Endpoint:
 @dataclass(slots=True)
 class _Opened:
     session: Session
-    steps: list[Step]  # greeting, EHLO, STARTTLS, EHLO, classified
-    template: Conversation
+    template: Conversation  # the opening steps (greeting, EHLO, STARTTLS, EHLO) and TLS facts
 
 
 class BatchChecker(Checker):
     """A Checker whose conversations go through shared sessions (one pool per MX address)."""
 
     def __init__(self, kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
-                 batch: BatchOptions, *,
-                 redactor: Redactor | None = None, **kwargs: object) -> None:
-        super().__init__(kb, options, redactor=redactor, **kwargs)  # type: ignore[arg-type]
+                 batch: BatchOptions, *, resolve: Resolver | None = None,
+                 rng: random.Random | None = None, redactor: Redactor | None = None,
+                 trust: TrustStore | None = None) -> None:
+        super().__init__(kb, options, resolve=resolve, rng=rng, redactor=redactor, trust=trust)
         self.batch = batch
         self._domains: dict[str, asyncio.Future[MxResult]] = {}
         self._made_up: dict[str, str] = {}
@@ -301,7 +303,7 @@ class BatchChecker(Checker):
         template = Conversation(head.conv.host, head.conv.address, head.conv.port)
         self.sessions += 1
         session = await self._open(template, deadline, use_tls=self.options.starttls)
-        opened = _Opened(session, list(template.steps), template) if session else None
+        opened = _Opened(session, template) if session else None
         if template.greeted.is_set():
             endpoint.greeted = True
             for item in endpoint.queue:
