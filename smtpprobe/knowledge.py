@@ -8,13 +8,17 @@ rule id of any mistake. docs/knowledge.md describes the format.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import re
 import re._constants as _sre  # type: ignore[import-not-found]
 import re._parser as _sre_parse  # type: ignore[import-not-found]
+import sys
+import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .models import Category, FailureKind, LocalText, Severity, Stage
@@ -65,6 +69,35 @@ class EnhancedPattern:
         return f"{self.klass}.{self.subject}{tail}"
 
 
+class Pattern:
+    """A case-insensitive regular expression, compiled on first use. It pickles as its source,
+    so a knowledge base read from the cache (see `load`) compiles only the patterns a run
+    actually needs."""
+
+    __slots__ = ("pattern", "_compiled")
+
+    def __init__(self, source: str, compiled: re.Pattern[str] | None = None) -> None:
+        self.pattern = source
+        self._compiled = compiled
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, re.IGNORECASE)
+        return self._compiled.search(text)
+
+    def __reduce__(self) -> tuple[type[Pattern], tuple[str]]:
+        return (Pattern, (self.pattern,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pattern) and other.pattern == self.pattern
+
+    def __hash__(self) -> int:
+        return hash(self.pattern)
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.pattern!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Example:
     """A reply (or a failure without reply) that must classify to the rule holding it."""
@@ -89,7 +122,7 @@ class Rule:
     codes: frozenset[int] = frozenset()
     classes: frozenset[int] = frozenset()
     enhanced: tuple[EnhancedPattern, ...] = ()
-    pattern: re.Pattern[str] | None = None
+    pattern: Pattern | None = None
     failures: frozenset[FailureKind] = frozenset()
     retryable: bool | None = None
     severity: Severity | None = None
@@ -202,26 +235,96 @@ def find_knowledge_dir(explicit: str | os.PathLike[str] | None = None,
     return path
 
 
+CACHE_ENV = "SMTPPROBE_CACHE"  # a directory for the parsed knowledge base, or "off"
+_CACHE_FORMAT = "1"
+
+
 def load(explicit: str | os.PathLike[str] | None = None,
          *, environ: Mapping[str, str] | None = None) -> KnowledgeBase:
-    """Find and load the knowledge base; raises KnowledgeError with a one-line reason."""
-    directory = find_knowledge_dir(explicit, environ=environ)
+    """Find and load the knowledge base; raises KnowledgeError with a one-line reason.
+
+    Parsing and validating some 300 rules costs more than the rest of a command's start-up,
+    so the validated result is kept in a per-user cache, keyed by a hash of every file's name
+    and bytes (and of smtpprobe's and Python's versions): any edit gives a new key, and a
+    missing, foreign or broken cache entry is simply rebuilt.
+    """
+    env = os.environ if environ is None else environ
+    directory = find_knowledge_dir(explicit, environ=env)
     files = sorted(directory.rglob("*.toml"))
     if not files:
         raise KnowledgeError(f"{directory}: no *.toml files in the knowledge directory")
-    documents: list[tuple[str, Mapping[str, object]]] = []
+    blobs: list[tuple[str, bytes]] = []
     for path in files:
         name = str(path.relative_to(directory))
         try:
-            with path.open("rb") as handle:
-                documents.append((name, tomllib.load(handle)))
+            blobs.append((name, path.read_bytes()))
         except OSError as exc:
             raise KnowledgeError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    cache = _cache_file(env, blobs)
+    cached = _read_cache(cache) if cache is not None else None
+    if cached is not None:
+        return replace(cached, location=str(directory))
+    documents: list[tuple[str, Mapping[str, object]]] = []
+    for name, data in blobs:
+        try:
+            documents.append((name, tomllib.loads(data.decode("utf-8"))))
         except tomllib.TOMLDecodeError as exc:
             raise KnowledgeError(f"{name}: not valid TOML: {exc}") from None
         except UnicodeDecodeError:
             raise KnowledgeError(f"{name}: not valid UTF-8") from None
-    return build(documents, location=str(directory))
+    kb = build(documents, location=str(directory))
+    if cache is not None:
+        _write_cache(cache, kb)
+    return kb
+
+
+def _cache_file(env: Mapping[str, str], blobs: list[tuple[str, bytes]]) -> Path | None:
+    setting = env.get(CACHE_ENV, "")
+    if setting.lower() == "off":
+        return None
+    if setting:
+        folder = Path(setting)
+    else:
+        base = env.get("XDG_CACHE_HOME") or (str(Path(env["HOME"]) / ".cache")
+                                             if env.get("HOME") else "")
+        if not base:
+            return None
+        folder = Path(base) / "smtpprobe"
+    from . import __version__
+
+    digest = hashlib.sha256(
+        f"{_CACHE_FORMAT}|{__version__}|{sys.version_info[:3]}".encode())
+    for name, data in blobs:
+        digest.update(f"\0{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return folder / f"knowledge-{digest.hexdigest()[:32]}.pickle"
+
+
+def _read_cache(path: Path) -> KnowledgeBase | None:
+    try:
+        info = path.stat()
+        # Unpickling runs code: only a file of our own, that nobody else may write, is read.
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            return None
+        with path.open("rb") as handle:
+            kb = pickle.load(handle)
+    except Exception:  # noqa: BLE001 - any broken or stale entry just means a rebuild
+        return None
+    return kb if isinstance(kb, KnowledgeBase) else None
+
+
+def _write_cache(path: Path, kb: KnowledgeBase) -> None:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=".knowledge-",
+                                         delete=False) as handle:
+            pickle.dump(replace(kb, candidates={}), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(handle.name, path)
+        for old in path.parent.glob("knowledge-*.pickle"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass  # no cache today (read-only home, full disk): the next run parses again
 
 
 def build(documents: Iterable[tuple[str, Mapping[str, object]]],
@@ -388,7 +491,7 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
         if not isinstance(source, str) or not source:
             raise fail("'pattern' must be a non-empty string")
         try:
-            pattern = re.compile(source, re.IGNORECASE)
+            pattern = Pattern(source, re.compile(source, re.IGNORECASE))
         except re.error as exc:
             raise fail(f"'pattern' is not a valid regular expression: {exc}") from None
 
