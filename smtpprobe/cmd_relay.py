@@ -7,7 +7,6 @@ command line. Everything is validated before the first packet; a usage error exi
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import sys
@@ -152,6 +151,8 @@ def relay(
         allow_plaintext_auth=allow_plaintext_auth, verify=not no_verify,
         nameservers=nameservers, source_address=source,
     )
+    import asyncio
+
     report = asyncio.run(Relay(kb, options, trust=trust, redactor=redact,
                                credentials=creds).run())
     if junit_path is not None:

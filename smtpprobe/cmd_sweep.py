@@ -3,7 +3,6 @@ mail program. Everything is validated (and the password read) before the first p
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -178,6 +177,8 @@ def sweep(
                            deadline=deadline, allow_plaintext_auth=allow_plaintext_auth,
                            nameservers=nameservers, source_address=source)
     sweeper = Sweeper(kb, options, trust=trust, redactor=redact, credentials=creds)
+    import asyncio
+
     report = asyncio.run(sweeper.sweep())
     if as_json:
         from .report import dumps
