@@ -28,8 +28,8 @@ from cryptography.x509.verification import (
 )
 
 from .models import TlsInfo
+from .tlsfacts import EXPIRING_DAYS, OUTDATED_VERSIONS  # noqa: F401  (re-exported)
 
-EXPIRING_DAYS = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,4 +184,3 @@ def inspect_chain(
     )
 
 
-OUTDATED_VERSIONS = frozenset({"SSLv2", "SSLv3", "TLSv1", "TLSv1.1"})

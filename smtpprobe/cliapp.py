@@ -10,6 +10,7 @@ commands that need them, so `--help` and `explain` start fast.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
@@ -55,6 +56,91 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 KnowledgeOpt = Annotated[Optional[Path], typer.Option(
     "--knowledge", help="Knowledge directory (default: $SMTPPROBE_KNOWLEDGE or the packaged one).",
     show_default=False)]
+
+
+HeloOpt = Annotated[Optional[str], typer.Option(
+    "--helo", envvar="SMTPPROBE_HELO", help="Name to send in EHLO (default: this machine's "
+    "name).", show_default=False)]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for each step.")]
+SourceOpt = Annotated[Optional[str], typer.Option(
+    "--source-address", help="Local IP address to connect from.", metavar="IP",
+    show_default=False)]
+CafileOpt = Annotated[Optional[Path], typer.Option(
+    "--cafile", envvar="SMTPPROBE_CAFILE", help="PEM file of CA certificates to trust "
+    "instead of the system store.", show_default=False)]
+ResolverOpt = Annotated[Optional[str], typer.Option(
+    "--resolver", envvar="SMTPPROBE_RESOLVER", help="DNS server to use instead of the "
+    "system's.", metavar="HOST[:PORT]", show_default=False)]
+VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show the full transcript.")]
+
+
+def default_helo() -> str:
+    import socket
+
+    from .address import check_host
+
+    try:
+        return check_host(socket.gethostname())
+    except UsageError:
+        return "localhost"
+
+
+def parse_helo_option(helo: str | None) -> str:
+    from .address import parse_helo
+
+    return parse_helo(helo) if helo else default_helo()
+
+
+def parse_source(source_address: str | None) -> str | None:
+    """--source-address: an IP address this machine can actually send from."""
+    if not source_address:
+        return None
+    from .address import parse_ip
+    from .session import check_source_address
+
+    source = parse_ip(source_address, what="source address")
+    problem = check_source_address(source)
+    if problem is not None:
+        raise UsageError(f"--source-address {source}: cannot send from it ({problem})")
+    return source
+
+
+def parse_nameservers(resolver: str | None) -> tuple[tuple[str, int], ...] | None:
+    if not resolver:
+        return None
+    from .dns import parse_resolver
+
+    try:
+        return (parse_resolver(resolver),)
+    except ValueError as exc:
+        raise UsageError(f"--resolver: {exc}") from None
+
+
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
+
+
+def check_cafile(cafile: Path | None) -> str | None:
+    """--cafile must hold PEM certificates. Checked with the standard library only: the
+    certificates themselves are parsed (with cryptography) after the first handshake."""
+    if cafile is None:
+        return None
+    import ssl
+
+    try:
+        text = Path(cafile).read_bytes().decode("ascii", "replace")
+    except OSError as exc:
+        raise UsageError(f"--cafile {cafile}: {exc.strerror or exc}") from None
+    blocks = _PEM_CERT.findall(text)
+    if not blocks:
+        raise UsageError(f"--cafile {cafile}: no PEM certificates in it")
+    for block in blocks:
+        try:
+            der = ssl.PEM_cert_to_DER_cert(block)
+        except ValueError:
+            der = b""
+        if der[:1] != b"\x30":  # an X.509 certificate is a DER SEQUENCE
+            raise UsageError(f"--cafile {cafile}: a certificate in it is not valid PEM")
+    return str(cafile)
 
 
 def fail_usage(message: str) -> NoReturn:

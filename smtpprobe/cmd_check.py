@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .address import UsageError
 from .cliapp import (
+    CafileOpt,
+    HeloOpt,
     JsonOpt,
     KnowledgeOpt,
     LangOpt,
+    ResolverOpt,
+    SourceOpt,
+    TimeoutOpt,
+    VerboseOpt,
     app,
+    check_cafile,
     load_kb,
+    parse_helo_option,
+    parse_nameservers,
+    parse_source,
     resolve_lang,
 )
 
@@ -40,28 +49,23 @@ def check(
         metavar="FILE")] = None,
     mail_from: Annotated[str, typer.Option(
         "--mail-from", help="Envelope sender for MAIL FROM; empty means the null sender <>.")] = "",
-    helo: Annotated[Optional[str], typer.Option(
-        "--helo", help="Name to send in EHLO (default: this machine's name).")] = None,
+    helo: HeloOpt = None,
     port: Annotated[int, typer.Option("--port", help="SMTP port of the mail hosts.")] = 25,
     server: Annotated[Optional[str], typer.Option(
         "--server", help="Skip the MX lookup and talk to HOST[:PORT].", metavar="HOST[:PORT]")] = None,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", help="Seconds to wait for each step.")] = 10.0,
+    timeout: TimeoutOpt = 10.0,
     deadline: Annotated[Optional[float], typer.Option(
         "--deadline", help="Seconds for the whole command, all addresses together "
         "(default: 60, plus 2 per further address).", show_default=False)] = None,
-    source_address: Annotated[Optional[str], typer.Option(
-        "--source-address", help="Local IP address to connect from.", metavar="IP")] = None,
-    cafile: Annotated[Optional[Path], typer.Option(
-        "--cafile", help="PEM file of CA certificates to trust instead of the system store.")] = None,
+    source_address: SourceOpt = None,
+    cafile: CafileOpt = None,
     no_starttls: Annotated[bool, typer.Option(
         "--no-starttls", help="Do not use STARTTLS even when offered.")] = False,
     no_pipelining: Annotated[bool, typer.Option(
         "--no-pipelining", help="Send one command at a time even when PIPELINING is offered.")] = False,
     catch_all: Annotated[bool, typer.Option(
         "--catch-all", help="Also try a made-up address at the same domain.")] = False,
-    resolver: Annotated[Optional[str], typer.Option(
-        "--resolver", help="DNS server to use instead of the system's.", metavar="HOST[:PORT]")] = None,
+    resolver: ResolverOpt = None,
     per_mx: Annotated[int, typer.Option(
         "--per-mx", help="With many addresses: connections at once to one mail host.",
         metavar="N")] = 2,
@@ -73,7 +77,7 @@ def check(
         metavar="N")] = 20,
     lang: LangOpt = None,
     as_json: JsonOpt = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show the full transcript.")] = False,
+    verbose: VerboseOpt = False,
     knowledge_dir: KnowledgeOpt = None,
 ) -> None:
     """Check whether mail servers would accept mail for addresses (stops before DATA)."""
@@ -91,7 +95,7 @@ def check(
         assert one is not None
         parsed.append(one)
     sender = addr.parse_address(mail_from, allow_empty=True)
-    helo_name = addr.parse_helo(helo) if helo else _default_helo()
+    helo_name = parse_helo_option(helo)
     if not 0 < timeout <= 3600:
         raise UsageError("--timeout must be between 0 and 3600 seconds")
     if deadline is None:
@@ -100,28 +104,15 @@ def check(
         raise UsageError("--deadline must be more than 0 and at most a week (604800 s)")
     port = addr.parse_port(port)
     server_spec = addr.parse_server(server, default_port=port) if server else None
-    source = addr.parse_ip(source_address, what="source address") if source_address else None
-    if source is not None:
-        from .session import check_source_address
-
-        problem = check_source_address(source)
-        if problem is not None:
-            raise UsageError(f"--source-address {source}: cannot send from it ({problem})")
-    nameservers = None
-    if resolver:
-        from .dns import parse_resolver
-
-        try:
-            nameservers = (parse_resolver(resolver),)
-        except ValueError as exc:
-            raise UsageError(f"--resolver: {exc}") from None
+    source = parse_source(source_address)
+    nameservers = parse_nameservers(resolver)
     if not 1 <= per_mx <= 100:
         raise UsageError("--per-mx must be from 1 to 100")
     if not 1 <= concurrency <= 1000:
         raise UsageError("--concurrency must be from 1 to 1000")
     if rate is not None and not 0 < rate <= 10000:
         raise UsageError("--rate must be more than 0 and at most 10000 per second")
-    cafile_text = _check_cafile(cafile)
+    cafile_text = check_cafile(cafile)
     from .knowledge import ENV_VAR, find_knowledge_dir
 
     # Where the knowledge base is, is checked now (a usage error before any traffic). The
@@ -146,34 +137,3 @@ def check(
     batch = BatchOptions(per_mx=per_mx, rate=rate, concurrency=concurrency)
     raise typer.Exit(run_checks(kb_source, options, parsed, lang=language, as_json=as_json,
                                 verbose=verbose, batch=batch))
-
-
-def _check_cafile(cafile: Path | None) -> str | None:
-    if cafile is None:
-        return None
-    from .certs import load_trust_store
-
-    try:
-        store = load_trust_store(str(cafile))
-    except OSError as exc:
-        raise UsageError(f"--cafile {cafile}: {exc.strerror or exc}") from None
-    except ValueError:
-        raise UsageError(f"--cafile {cafile}: no PEM certificates in it") from None
-    if not store.roots:
-        raise UsageError(f"--cafile {cafile}: no PEM certificates in it")
-    return str(cafile)
-
-
-def _default_helo() -> str:
-    import socket
-
-    from .address import UsageError as _UE
-    from .address import check_host
-
-    name = socket.gethostname()
-    try:
-        return check_host(name)
-    except _UE:
-        return "localhost"
-
-

@@ -17,21 +17,24 @@ import typer
 
 from .address import UsageError
 from .cliapp import JsonOpt, KnowledgeOpt, LangOpt, app, load_kb, resolve_lang
-from .cmd_sweep import (
+from .cliapp import (
     CafileOpt,
     HeloOpt,
-    PasswordEnvOpt,
-    PasswordFileOpt,
-    PlaintextOpt,
     ResolverOpt,
     SourceOpt,
     TimeoutOpt,
-    UserOpt,
     VerboseOpt,
-    check_numbers,
-    default_helo,
-    load_trust,
+    parse_helo_option,
     parse_nameservers,
+    parse_source,
+)
+from .cmd_sweep import (
+    PasswordEnvOpt,
+    PasswordFileOpt,
+    PlaintextOpt,
+    UserOpt,
+    check_numbers,
+    load_trust,
     wide_console,
 )
 
@@ -129,8 +132,8 @@ def relay(
     relay_from = addr.parse_address(open_relay_from or OPEN_RELAY_FROM)
     relay_to = addr.parse_address(open_relay_to or OPEN_RELAY_TO)
     check_numbers(timeout, deadline)
-    helo_name = addr.parse_helo(helo) if helo else default_helo()
-    source = addr.parse_ip(source_address, what="source address") if source_address else None
+    helo_name = parse_helo_option(helo)
+    source = parse_source(source_address)
     nameservers = parse_nameservers(resolver)
     trust = load_trust(cafile)
     junit_path = _check_junit(junit)

@@ -10,7 +10,24 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from .address import UsageError
-from .cliapp import JsonOpt, KnowledgeOpt, LangOpt, app, load_kb, resolve_lang
+from .cliapp import (
+    CafileOpt,
+    HeloOpt,
+    JsonOpt,
+    KnowledgeOpt,
+    LangOpt,
+    ResolverOpt,
+    SourceOpt,
+    TimeoutOpt,
+    VerboseOpt,
+    app,
+    check_cafile,
+    load_kb,
+    parse_helo_option,
+    parse_nameservers,
+    parse_source,
+    resolve_lang,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,33 +48,6 @@ PasswordFileOpt = Annotated[Optional[str], typer.Option(
 PlaintextOpt = Annotated[bool, typer.Option(
     "--allow-plaintext-auth", help="Also send the password over an unencrypted connection "
     "(never done otherwise).")]
-HeloOpt = Annotated[Optional[str], typer.Option(
-    "--helo", envvar="SMTPPROBE_HELO", help="Name to send in EHLO (default: this machine's "
-    "name).", show_default=False)]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for each step.")]
-SourceOpt = Annotated[Optional[str], typer.Option(
-    "--source-address", help="Local IP address to connect from.", metavar="IP",
-    show_default=False)]
-CafileOpt = Annotated[Optional[Path], typer.Option(
-    "--cafile", envvar="SMTPPROBE_CAFILE", help="PEM file of CA certificates to trust "
-    "instead of the system store.", show_default=False)]
-ResolverOpt = Annotated[Optional[str], typer.Option(
-    "--resolver", envvar="SMTPPROBE_RESOLVER", help="DNS server to use instead of the "
-    "system's.", metavar="HOST[:PORT]", show_default=False)]
-VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show the full transcript.")]
-
-
-def default_helo() -> str:
-    import socket
-
-    from .address import check_host
-
-    try:
-        return check_host(socket.gethostname())
-    except UsageError:
-        return "localhost"
-
-
 def check_numbers(timeout: float, deadline: float) -> None:
     if not 0 < timeout <= 3600:
         raise UsageError("--timeout must be between 0 and 3600 seconds")
@@ -68,28 +58,11 @@ def check_numbers(timeout: float, deadline: float) -> None:
 def load_trust(cafile: Path | None) -> TrustStore:
     from .certs import load_trust_store
 
-    if cafile is None:
-        return load_trust_store(None)
+    checked = check_cafile(cafile)
     try:
-        store = load_trust_store(str(cafile))
-    except OSError as exc:
-        raise UsageError(f"--cafile {cafile}: {exc.strerror or exc}") from None
-    except ValueError:
-        raise UsageError(f"--cafile {cafile}: no PEM certificates in it") from None
-    if not store.roots:
-        raise UsageError(f"--cafile {cafile}: no PEM certificates in it")
-    return store
-
-
-def parse_nameservers(resolver: str | None) -> tuple[tuple[str, int], ...] | None:
-    if not resolver:
-        return None
-    from .dns import parse_resolver
-
-    try:
-        return (parse_resolver(resolver),)
-    except ValueError as exc:
-        raise UsageError(f"--resolver: {exc}") from None
+        return load_trust_store(checked)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--cafile {cafile}: {exc}") from None
 
 
 def parse_target(host: str) -> str:
@@ -154,7 +127,6 @@ def sweep(
     knowledge_dir: KnowledgeOpt = None,
 ) -> None:
     """Try the submission ports of a mail server and recommend settings for a mail program."""
-    from . import address as addr
     from .secrets_input import PasswordSource, resolve_credentials
     from .sweep import SweepOptions, parse_ports
 
@@ -162,8 +134,8 @@ def sweep(
     target = parse_target(host)
     port_specs = parse_ports(ports)
     check_numbers(timeout, deadline)
-    helo_name = addr.parse_helo(helo) if helo else default_helo()
-    source = addr.parse_ip(source_address, what="source address") if source_address else None
+    helo_name = parse_helo_option(helo)
+    source = parse_source(source_address)
     nameservers = parse_nameservers(resolver)
     trust = load_trust(cafile)
     kb = load_kb(knowledge_dir)

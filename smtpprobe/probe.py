@@ -15,9 +15,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .address import Address
-from .certs import OUTDATED_VERSIONS, TrustStore, load_trust_store
 from .classify import classify_failure, classify_reply
 from .knowledge import KnowledgeBase
 from .models import (
@@ -37,6 +37,10 @@ from .models import (
 )
 from .redact import Redactor
 from .session import Endpoint, Session
+from .tlsfacts import tls_problems
+
+if TYPE_CHECKING:
+    from .certs import TrustStore
 
 DEFAULT_STAGGER = 0.5  # seconds before the next MX host is tried beside a silent one
 MAX_PARALLEL_ATTEMPTS = 4
@@ -112,6 +116,7 @@ class Checker:
         self.rng = rng or random.Random()
         self.redactor = redactor or Redactor()
         self._trust = trust
+        self._trust_loading: asyncio.Future[TrustStore] | None = None
         self._resolve = resolve  # None: dnspython's, imported on first use (start-up time)
 
     @property
@@ -133,6 +138,8 @@ class Checker:
     def _start_loading(self) -> None:
         if self._kb is None and self._loading is None and self._load is not None:
             self._loading = asyncio.ensure_future(asyncio.to_thread(self._load))
+        if self._trust is None and self._trust_loading is None and self.options.starttls:
+            self._trust_loading = asyncio.ensure_future(asyncio.to_thread(self._load_trust))
 
     async def knowledge(self) -> KnowledgeBase:
         """The knowledge base, once loaded; a loading error (KnowledgeError) is raised here."""
@@ -152,13 +159,22 @@ class Checker:
     def observe(self, stage: Stage, kind: FailureKind, detail: str) -> Finding:
         return classify_failure(self.kb, stage, Failure(kind, detail))
 
-    def trust(self) -> TrustStore:
+    def _load_trust(self) -> TrustStore:
+        from .certs import TrustStore, load_trust_store
+
+        try:
+            return load_trust_store(self.options.cafile)
+        except (OSError, ValueError) as exc:
+            # The CLI checks --cafile up front; this guards library callers.
+            return TrustStore((), f"{self.options.cafile}: {exc}")
+
+    async def trust(self) -> TrustStore:
+        """The trust store, loaded (with cryptography) in a thread while the first
+        conversation waits for the network; it is needed only after a TLS handshake."""
         if self._trust is None:
-            try:
-                self._trust = load_trust_store(self.options.cafile)
-            except (OSError, ValueError) as exc:
-                # The CLI checks --cafile up front; this guards library callers.
-                self._trust = TrustStore((), f"{self.options.cafile}: {exc}")
+            if self._trust_loading is None:
+                self._trust_loading = asyncio.ensure_future(asyncio.to_thread(self._load_trust))
+            self._trust = await asyncio.shield(self._trust_loading)
         return self._trust
 
     # --- one conversation -----------------------------------------------------------------
@@ -179,7 +195,7 @@ class Checker:
         name = conv.host.name if not conv.host.name == conv.address else None
         return Session(Endpoint(conv.address, conv.port, name), helo=self.options.helo,
                        timeout=self.options.timeout, deadline=deadline,
-                       source_address=self.options.source_address, trust=self.trust(),
+                       source_address=self.options.source_address, trust=self._trust,
                        redactor=self.redactor)
 
     @staticmethod
@@ -210,6 +226,7 @@ class Checker:
                 Stage.STARTTLS, FailureKind.NOT_OFFERED,
                 f"{conv.host.name} does not offer STARTTLS"))
             return session
+        session.trust = await self.trust()
         start = await session.starttls()
         self._take(conv, session)
         if start.reply is not None and start.reply.code == 220:
@@ -226,30 +243,10 @@ class Checker:
         return await self._open(conv, deadline, use_tls=False)
 
     def _tls_findings(self, conv: Conversation, session: Session) -> None:
-        tls = session.tls
-        if tls is None:
-            return
-        name = conv.host.name
-        if tls.days_left is not None and tls.days_left < 0:
-            conv.observations.append((
-                Stage.STARTTLS, FailureKind.CERT_EXPIRED,
-                f"the certificate of {name} expired on {tls.not_after}"))
-        elif not tls.verified:
-            conv.observations.append((
-                Stage.STARTTLS, FailureKind.CERT_UNTRUSTED,
-                f"the certificate of {name} does not verify: {tls.verify_error}"))
-        elif tls.days_left is not None and tls.days_left < 14:
-            conv.observations.append((
-                Stage.STARTTLS, FailureKind.CERT_EXPIRING,
-                f"the certificate of {name} expires in {tls.days_left} days"))
-        if tls.name_matches is False:
-            conv.observations.append((
-                Stage.STARTTLS, FailureKind.CERT_NAME_MISMATCH,
-                f"the certificate names {', '.join(tls.names[:5]) or 'no host'}, not {name}"))
-        if tls.version in OUTDATED_VERSIONS:
-            conv.observations.append((
-                Stage.STARTTLS, FailureKind.TLS_OUTDATED,
-                f"{name} negotiated {tls.version}"))
+        if session.tls is not None:
+            conv.observations.extend((Stage.STARTTLS, kind, detail)
+                                     for kind, detail in tls_problems(session.tls,
+                                                                      conv.host.name))
 
     async def _converse(self, conv: Conversation, recipients: Sequence[str], *,
                         deadline: float) -> None:

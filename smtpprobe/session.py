@@ -24,6 +24,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiosmtplib
 from aiosmtplib.errors import (
@@ -35,10 +36,12 @@ from aiosmtplib.errors import (
     SMTPTimeoutError,
 )
 
-from .certs import TrustStore, inspect_chain
 from .models import Capabilities, Failure, FailureKind, Reply, Stage, Step, TlsInfo
 from .redact import MASK, Redactor
 from .replies import from_code_and_message, parse_ehlo
+
+if TYPE_CHECKING:
+    from .certs import TrustStore
 
 # aiosmtplib's own limits (protocol.py), repeated for the pipelined reader.
 MAX_LINE = 8192
@@ -584,6 +587,9 @@ class Session:
         if not chain:
             leaf = ssl_object.getpeercert(binary_form=True)
             chain = [leaf] if leaf else []
+        # cryptography is imported here, after the handshake, not at start-up.
+        from .certs import TrustStore, inspect_chain
+
         store = self.trust or TrustStore((), "(no trust store given)")
         return inspect_chain(chain, version=version, cipher=cipher_name, bits=bits,
                              expected_name=self.endpoint.name, store=store)

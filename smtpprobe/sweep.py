@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from .address import UsageError, is_ip
-from .certs import EXPIRING_DAYS, OUTDATED_VERSIONS, TrustStore
+from .certs import TrustStore
+from .tlsfacts import tls_problems
 from .classify import classify_failure, classify_reply
 from .knowledge import KnowledgeBase
 from .models import (
@@ -175,27 +176,8 @@ class Engine:
         """What is wrong with a TLS connection that worked (as probe.py judges an MX)."""
         if tls is None:
             return []
-        stage = Stage.STARTTLS
-        found: list[Finding] = []
-        if tls.days_left is not None and tls.days_left < 0:
-            found.append(self.observe(stage, FailureKind.CERT_EXPIRED,
-                                      f"the certificate of {name} expired on {tls.not_after}"))
-        elif not tls.verified:
-            found.append(self.observe(stage, FailureKind.CERT_UNTRUSTED,
-                                      f"the certificate of {name} does not verify: "
-                                      f"{tls.verify_error}"))
-        elif tls.days_left is not None and tls.days_left < EXPIRING_DAYS:
-            found.append(self.observe(stage, FailureKind.CERT_EXPIRING,
-                                      f"the certificate of {name} expires in "
-                                      f"{tls.days_left} days"))
-        if tls.name_matches is False:
-            found.append(self.observe(stage, FailureKind.CERT_NAME_MISMATCH,
-                                      f"the certificate names "
-                                      f"{', '.join(tls.names[:5]) or 'no host'}, not {name}"))
-        if tls.version in OUTDATED_VERSIONS:
-            found.append(self.observe(stage, FailureKind.TLS_OUTDATED,
-                                      f"{name} negotiated {tls.version}"))
-        return found
+        return [self.observe(Stage.STARTTLS, kind, detail)
+                for kind, detail in tls_problems(tls, name)]
 
     async def login(self, session: Session, creds: Credentials, steps: list[Step], *,
                     allow_plaintext: bool) -> AuthOutcome:
