@@ -31,14 +31,17 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .address import Address
-from .knowledge import KnowledgeBase
 from .models import CheckReport, Failure, FailureKind, MxResult, Stage, Step
-from .certs import TrustStore
 from .probe import Checker, CheckOptions, Conversation, KnowledgeLoader, Resolver
 from .redact import Redactor
 from .session import Session
+
+if TYPE_CHECKING:
+    from .certs import TrustStore
+    from .knowledge import KnowledgeBase
 
 # RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients per transaction.
 DEFAULT_MAX_RCPT = 100

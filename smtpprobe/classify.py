@@ -11,10 +11,13 @@ mailbox, at the end of DATA a message that is too large).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .knowledge import KnowledgeBase, Rule
 from .models import Failure, Finding, Reply, Severity, Stage
 from .replies import extract_reply, parse_reply
+
+if TYPE_CHECKING:
+    from .knowledge import KnowledgeBase, Rule
 
 PATTERN_WEIGHT = 1000
 FAILURE_WEIGHT = 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -27,6 +27,9 @@ from .cliapp import (
     parse_source,
     resolve_lang,
 )
+
+if TYPE_CHECKING:
+    from .knowledge import KnowledgeBase
 
 def _read_address_file(path: str) -> list[str]:
     try:
@@ -121,7 +124,17 @@ def check(
     # reported) before any traffic.
     find_knowledge_dir(knowledge_dir)
     user_kb = knowledge_dir is not None or bool(os.environ.get(ENV_VAR))
-    kb_source = load_kb(knowledge_dir) if user_kb else (lambda: load_kb(knowledge_dir))
+    output = "smtpprobe.report" if as_json else "smtpprobe.render"
+
+    def warm_and_load() -> KnowledgeBase:
+        # Runs in a thread while the first conversation waits for the network: the output
+        # modules (rich is slow to import) are ready when the verdict is.
+        import importlib
+
+        importlib.import_module(output)
+        return load_kb(knowledge_dir)
+
+    kb_source = load_kb(knowledge_dir) if user_kb else warm_and_load
 
     from .probe import CheckOptions
 
@@ -131,9 +144,12 @@ def check(
         starttls=not no_starttls, pipelining=not no_pipelining, catch_all=catch_all,
         server=server_spec, nameservers=nameservers,
     )
-    from .batch import BatchOptions
     from .runner import run_checks
 
-    batch = BatchOptions(per_mx=per_mx, rate=rate, concurrency=concurrency)
+    batch = None
+    if len(parsed) > 1:
+        from .batch import BatchOptions
+
+        batch = BatchOptions(per_mx=per_mx, rate=rate, concurrency=concurrency)
     raise typer.Exit(run_checks(kb_source, options, parsed, lang=language, as_json=as_json,
                                 verbose=verbose, batch=batch))

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from .address import Address
 from .classify import classify_failure, classify_reply
-from .knowledge import KnowledgeBase
 from .models import (
     AddressStatus,
     Category,
@@ -41,12 +40,13 @@ from .tlsfacts import tls_problems
 
 if TYPE_CHECKING:
     from .certs import TrustStore
+    from .knowledge import KnowledgeBase
 
 DEFAULT_STAGGER = 0.5  # seconds before the next MX host is tried beside a silent one
 MAX_PARALLEL_ATTEMPTS = 4
 
 Resolver = Callable[..., Awaitable[MxResult]]
-KnowledgeLoader = Callable[[], KnowledgeBase]
+KnowledgeLoader = Callable[[], "KnowledgeBase"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +109,8 @@ class Checker:
                  redactor: Redactor | None = None, trust: TrustStore | None = None) -> None:
         # A loader instead of a knowledge base: it runs in a thread while the first
         # conversation waits for the network (classification needs it only at the end).
-        self._kb = kb if isinstance(kb, KnowledgeBase) else None
-        self._load = None if isinstance(kb, KnowledgeBase) else kb
+        self._kb = None if callable(kb) else kb
+        self._load = kb if callable(kb) else None
         self._loading: asyncio.Future[KnowledgeBase] | None = None
         self.options = options
         self.rng = rng or random.Random()

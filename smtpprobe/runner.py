@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .address import Address
-from .knowledge import KnowledgeBase
-from .batch import BatchOptions
 from .models import CheckReport, Verdict
 from .probe import EXIT_CODES, Checker, CheckOptions, KnowledgeLoader
 from .redact import Redactor
+
+if TYPE_CHECKING:
+    from .batch import BatchOptions
+    from .knowledge import KnowledgeBase
 
 MAX_CONCURRENT_CHECKS = 20
 
@@ -79,7 +82,7 @@ def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions, addre
     async def go() -> list[CheckReport]:
         if not many:
             return [await Checker(kb, options, redactor=redact).check(addresses[0])]
-        from .batch import BatchChecker, check_many
+        from .batch import BatchChecker, BatchOptions, check_many
 
         checker = BatchChecker(kb, options, batch or BatchOptions(), redactor=redact)
         if not show_progress:
