@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -47,6 +46,8 @@ def _explain_one(kb: KnowledgeBase, reply_text: str, stage: Stage | None,
 
 
 def _batch(kb: KnowledgeBase, source: str, lang: str) -> int:
+    import json
+
     from .classify import explain as explain_reply
     from .report import explain_dict
 
