@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID, NameOID
 from cryptography.x509 import DNSName, IPAddress
+from cryptography.x509.oid import ExtensionOID, NameOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -29,7 +29,6 @@ from cryptography.x509.verification import (
 
 from .models import TlsInfo
 from .tlsfacts import EXPIRING_DAYS, OUTDATED_VERSIONS  # noqa: F401  (re-exported)
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ the shared typer app (cliapp.py) when imported; heavy modules load inside the co
 from __future__ import annotations
 
 # Importing a command module registers its command; help lists them in this order.
-from . import cmd_explain, cmd_check, cmd_demo, cmd_sweep, cmd_relay  # noqa: F401, I001
+from . import cmd_check, cmd_demo, cmd_explain, cmd_relay, cmd_sweep  # noqa: F401, I001
 from .cliapp import app, main
 
 __all__ = ["app", "main"]

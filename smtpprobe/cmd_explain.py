@@ -19,6 +19,7 @@ from .cliapp import (
     parse_stage,
     resolve_lang,
 )
+
 if TYPE_CHECKING:
     from .knowledge import KnowledgeBase
     from .models import Stage

@@ -16,17 +16,22 @@ from typing import Annotated, Optional
 import typer
 
 from .address import UsageError
-from .cliapp import JsonOpt, KnowledgeOpt, LangOpt, app, load_kb, resolve_lang
 from .cliapp import (
     CafileOpt,
     HeloOpt,
+    JsonOpt,
+    KnowledgeOpt,
+    LangOpt,
     ResolverOpt,
     SourceOpt,
     TimeoutOpt,
     VerboseOpt,
+    app,
+    load_kb,
     parse_helo_option,
     parse_nameservers,
     parse_source,
+    resolve_lang,
 )
 from .cmd_sweep import (
     PasswordEnvOpt,

@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 
 from .address import UsageError, is_ip
 from .certs import TrustStore
-from .tlsfacts import tls_problems
 from .classify import classify_failure, classify_reply
 from .knowledge import KnowledgeBase
 from .models import (
@@ -43,6 +42,7 @@ from .models import (
 from .redact import Redactor
 from .secrets_input import Credentials
 from .session import Endpoint, Session
+from .tlsfacts import tls_problems
 
 DEFAULT_PORTS: tuple[int, ...] = (25, 587, 465, 2525)
 
