@@ -3,8 +3,8 @@ the shared typer app (cliapp.py) when imported; heavy modules load inside the co
 
 from __future__ import annotations
 
-# Importing a command module registers its command; help lists them in this order.
-from . import cmd_check, cmd_demo, cmd_explain, cmd_relay, cmd_sweep  # noqa: F401, I001
+# Importing a command module registers its command (cliapp.COMMAND_ORDER orders the help).
+from . import cmd_check, cmd_demo, cmd_explain, cmd_relay, cmd_sweep  # noqa: F401
 from .cliapp import app, main
 
 __all__ = ["app", "main"]

@@ -25,11 +25,16 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 
+# The order `smtpprobe --help` lists the commands in: what users reach for first, first.
+COMMAND_ORDER = ("explain", "check", "sweep", "relay", "demo", "lab")
+
+
 class _InOrder(typer.core.TyperGroup):
-    """List commands in the order they were registered, not alphabetically."""
+    """List commands in COMMAND_ORDER, not alphabetically."""
 
     def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
-        return list(self.commands)
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
 
 
 app = typer.Typer(
