@@ -235,7 +235,7 @@ async def test_checker_in_process_with_bounded_memory(kb: KnowledgeBase,
     expect = EXPECT[hostile.scenario.name]
     checker = Checker(kb, CheckOptions(helo=HELO, server=(hostile.host, hostile.port),
                                        timeout=1.0, deadline=DEADLINE))
-    checker.trust()  # the system trust store is loaded before memory is measured
+    await checker.trust()  # the system trust store is loaded before memory is measured
     address = parse_address("alice@lab.test")
     assert address is not None
     already = tracemalloc.is_tracing()  # e.g. python -X tracemalloc
