@@ -193,6 +193,7 @@ CASES: tuple[Case, ...] = (
          env={"H5_PW": "pw"}),
     Case("sweep-timeout", sweep("--timeout", "-1"), "--timeout"),
     Case("sweep-source", sweep("--source-address", "999.1.1.1"), "not an IPv4"),
+    Case("sweep-source-not-here", sweep("--source-address", "192.0.2.77"), "192.0.2.77"),
     Case("sweep-cafile", sweep("--cafile", "{tmp}/latin1.txt"), "PEM"),
     Case("sweep-knowledge", sweep("--knowledge", "{tmp}/kb-rule"), "rule"),
     # --- relay ---------------------------------------------------------------------------------
@@ -214,6 +215,7 @@ CASES: tuple[Case, ...] = (
     Case("relay-user-no-password", relay("--user", "carol"), "needs a password"),
     Case("relay-deadline", relay("--deadline", "nan"), "--deadline"),
     Case("relay-helo", relay("--helo", "a b"), "HELO name"),
+    Case("relay-source-not-here", relay("--source-address", "192.0.2.77"), "192.0.2.77"),
     # --- lab and demo --------------------------------------------------------------------------
     Case("lab-unknown-scenario", ("lab", "no_such_scenario"), "unknown scenario"),
     Case("lab-not-loopback", ("lab", "--host", "192.0.2.1", "mailbox"), "loopback"),
