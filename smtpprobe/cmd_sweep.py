@@ -114,6 +114,9 @@ def sweep(
     password_env: PasswordEnvOpt = None,
     password_file: PasswordFileOpt = None,
     allow_plaintext_auth: PlaintextOpt = False,
+    no_verify: Annotated[bool, typer.Option(
+        "--no-verify", help="Send the password even over TLS whose certificate does not "
+        "verify (otherwise it is withheld).")] = False,
     helo: HeloOpt = None,
     timeout: TimeoutOpt = 10.0,
     deadline: Annotated[float, typer.Option(
@@ -147,6 +150,7 @@ def sweep(
     redact = Redactor([(creds.user, creds.password)]) if creds else Redactor()
     options = SweepOptions(host=target, ports=port_specs, helo=helo_name, timeout=timeout,
                            deadline=deadline, allow_plaintext_auth=allow_plaintext_auth,
+                           verify=not no_verify,
                            nameservers=nameservers, source_address=source)
     sweeper = Sweeper(kb, options, trust=trust, redactor=redact, credentials=creds)
     import asyncio

@@ -388,6 +388,7 @@ class AuthResult(StrEnum):
     TLS_REQUIRED = "tls_required"  # 530 / 538: encryption first
     NOT_OFFERED = "not_offered"  # no AUTH, or none smtpprobe can use
     WITHHELD = "withheld"  # the connection was not encrypted: the password was not sent
+    UNTRUSTED = "untrusted"  # encrypted, but the certificate does not verify: not sent either
     TEMPORARY = "temporary"  # 4xx
     ERROR = "error"  # no reply: timeout, closed connection
     NOT_TRIED = "not_tried"  # no credentials given, or the port could not be used

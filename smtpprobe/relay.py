@@ -325,7 +325,9 @@ class Relay:
             run.checks.append(RelayCheck("auth", CheckStatus.SKIP, note=Reason("no_user")))
         else:
             outcome = await engine.login(session, self.credentials, steps,
-                                         allow_plaintext=opts.allow_plaintext_auth)
+                                         allow_plaintext=opts.allow_plaintext_auth,
+                                         tls_expected=self.tls_required,
+                                         verify=opts.verify)
             elapsed = (time.perf_counter() - started) * 1000
             if outcome.result is AuthResult.OK:
                 run.checks.append(RelayCheck("auth", CheckStatus.PASS, outcome.finding,

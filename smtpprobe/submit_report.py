@@ -56,6 +56,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "auth.tls_required": ("TLS required first", "erst TLS nötig"),
     "auth.not_offered": ("not offered", "nicht angeboten"),
     "auth.withheld": ("withheld (no TLS)", "zurückgehalten (kein TLS)"),
+    "auth.untrusted": ("withheld (certificate)", "zurückgehalten (Zertifikat)"),
     "auth.temporary": ("temporary error", "vorübergehender Fehler"),
     "auth.error": ("no answer", "keine Antwort"),
     "auth.not_tried": ("not tried", "nicht versucht"),
@@ -138,6 +139,13 @@ _TEXTS: dict[str, tuple[str, str]] = {
                               "Port {port} konnte die Anmeldung gerade nicht prüfen."),
     "reason.auth_error": ("Port {port} stopped answering during the login.",
                           "Port {port} hat während der Anmeldung nicht mehr geantwortet."),
+    "reason.auth_untrusted": ("Port {port} offers a login, but its certificate does not "
+                              "verify: the password was not sent. Trust the server's CA with "
+                              "--cafile, or use --no-verify if you know the certificate.",
+                              "Port {port} bietet eine Anmeldung an, aber sein Zertifikat "
+                              "ist nicht gültig: Das Passwort wurde nicht gesendet. Die CA "
+                              "des Servers mit --cafile angeben oder --no-verify nutzen, "
+                              "wenn Sie dem Zertifikat trauen."),
     "reason.auth_withheld": ("Only port {port} offers a login, and only without encryption: "
                              "the password was not sent.",
                              "Nur Port {port} bietet eine Anmeldung an, und nur "

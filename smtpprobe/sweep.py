@@ -180,10 +180,15 @@ class Engine:
                 for kind, detail in tls_problems(tls, name)]
 
     async def login(self, session: Session, creds: Credentials, steps: list[Step], *,
-                    allow_plaintext: bool) -> AuthOutcome:
+                    allow_plaintext: bool, tls_expected: bool = False,
+                    verify: bool = True) -> AuthOutcome:
         """AUTH with the best mechanism offered; the next one only when the server objects to
-        the mechanism itself. The password is withheld on an unencrypted connection unless
-        `allow_plaintext`."""
+        the mechanism itself.
+
+        The password is withheld on an unencrypted connection unless `allow_plaintext`, and
+        even then when TLS was expected here (a STARTTLS port that did not offer it looks
+        exactly like a man in the middle stripping it); and over TLS whose certificate does
+        not verify for the host unless `verify` is off (anyone could present such a one)."""
         ep = session.endpoint
         here = where(ep.address, ep.port)
         caps = session.capabilities
@@ -198,11 +203,26 @@ class Engine:
             return AuthOutcome(AuthResult.NOT_OFFERED, finding=self.observe(
                 Stage.AUTH, FailureKind.NOT_OFFERED,
                 f"{here} offers only AUTH {' '.join(offered)}, which smtpprobe cannot use"))
+        if not encrypted and tls_expected:
+            return AuthOutcome(AuthResult.WITHHELD, finding=self.observe(
+                Stage.AUTH, FailureKind.WITHHELD,
+                f"{here} was expected to offer STARTTLS and did not (a downgrade would look "
+                f"the same); the password was not sent (to test a login without TLS on "
+                f"purpose, name the port as PORT:plain and add --allow-plaintext-auth)"))
         if not encrypted and not allow_plaintext:
             return AuthOutcome(AuthResult.WITHHELD, finding=self.observe(
                 Stage.AUTH, FailureKind.WITHHELD,
                 f"the connection to {here} is not encrypted; the password was not sent "
                 f"(--allow-plaintext-auth would send it)"))
+        tls = session.tls
+        if encrypted and verify and tls is not None and not (
+                tls.verified and tls.name_matches is not False):
+            problem = tls.verify_error if not tls.verified else (
+                f"it names {', '.join(tls.names[:3]) or 'no host'}, not {ep.name}")
+            return AuthOutcome(AuthResult.UNTRUSTED, finding=self.observe(
+                Stage.AUTH, FailureKind.WITHHELD,
+                f"the certificate of {here} does not verify ({problem}); the password was "
+                f"not sent (--cafile for a private CA, --no-verify to send it anyway)"))
         tried: list[str] = []
         outcome = AuthOutcome(AuthResult.NOT_TRIED)
         for index, mechanism in enumerate(order):
@@ -227,6 +247,7 @@ class SweepOptions:
     timeout: float = 10.0  # per step
     deadline: float = 60.0  # for the whole sweep
     allow_plaintext_auth: bool = False
+    verify: bool = True  # withhold the password over TLS whose certificate does not verify
     nameservers: tuple[tuple[str, int], ...] | None = None
     dns_timeout: float = 5.0
     source_address: str | None = None
@@ -372,7 +393,9 @@ class Sweeper:
         auth = NOT_TRIED
         if self.credentials is not None:
             auth = await engine.login(session, self.credentials, steps,
-                                      allow_plaintext=self.options.allow_plaintext_auth)
+                                      allow_plaintext=self.options.allow_plaintext_auth,
+                                      tls_expected=mode is not PortMode.PLAIN,
+                                      verify=self.options.verify)
             # A port without AUTH shows that in its login column; the other outcomes are
             # problems worth listing with the port's findings.
             if auth.result not in (AuthResult.OK, AuthResult.NOT_OFFERED) and auth.finding:
@@ -430,7 +453,7 @@ def _offered_after_tls(report: PortReport) -> tuple[str, ...]:
 
 _CAUSE_ORDER = (AuthResult.FAILED, AuthResult.APP_PASSWORD, AuthResult.TLS_REQUIRED,
                 AuthResult.METHOD_REJECTED, AuthResult.TEMPORARY, AuthResult.ERROR,
-                AuthResult.WITHHELD, AuthResult.NOT_OFFERED)
+                AuthResult.UNTRUSTED, AuthResult.WITHHELD, AuthResult.NOT_OFFERED)
 
 
 def recommend(host: str, ports: Sequence[PortReport], *, credentials: bool) -> Recommendation:

@@ -366,11 +366,40 @@ async def test_untrusted_certificate_is_a_finding(kb: KnowledgeBase, cert: LabCe
                                                   ) -> None:
     _, implicit = submission
     other = TrustStore((LabCA.create().cert,), "another CA")
+    # By default the password is not sent over TLS anyone could present.
     report = await run_sweep(kb, other, f"{implicit.port}:tls", creds)
     [port] = report.ports
-    assert port.auth.result is AuthResult.OK
+    assert port.auth.result is AuthResult.UNTRUSTED
+    assert port.auth.finding is not None
+    assert port.auth.finding.category is Category.CREDENTIALS_WITHHELD
+    assert "does not verify" in port.auth.finding.evidence
     assert "observe.cert.untrusted" in {f.rule for f in port.findings}
+    assert not any(c.upper().startswith("AUTH") for c in implicit.commands)
+    assert not report.recommendation.usable
+    assert any(r.key == "auth_untrusted" for r in report.recommendation.reasons)
+    # --no-verify: the user vouches for the certificate; the login is tried and works.
+    report = await run_sweep(kb, other, f"{implicit.port}:tls", creds, verify=False)
+    [port] = report.ports
+    assert port.auth.result is AuthResult.OK
     assert any(r.key == "cert_warning" for r in report.recommendation.reasons)
+
+
+async def test_missing_starttls_withholds_even_with_plaintext_allowed(
+        kb: KnowledgeBase, trust: TrustStore, creds: Credentials) -> None:
+    # A STARTTLS port that does not offer STARTTLS looks exactly like a downgrade.
+    async with await serve("auth_required", users={USER: PASSWORD}) as server:
+        report = await run_sweep(kb, trust, f"{server.port}:starttls", creds,
+                                 allow_plaintext_auth=True)
+        [port] = report.ports
+        assert port.auth.result is AuthResult.WITHHELD
+        assert port.auth.finding is not None and "expected" in port.auth.finding.evidence
+        assert not any(c.upper().startswith("AUTH") for c in server.commands)
+        # Named as a plain port, the login without TLS is what the user asked for.
+        report = await run_sweep(kb, trust, f"{server.port}:plain", creds,
+                                 allow_plaintext_auth=True)
+        [port] = report.ports
+        assert port.auth.result is not AuthResult.WITHHELD
+        assert any(c.upper().startswith("AUTH") for c in server.commands)
 
 
 async def test_banner_timeout_is_silent_not_filtered(kb: KnowledgeBase,
@@ -513,7 +542,7 @@ async def test_cli_world_readable_password_file_warns(tmp_path: Path,
     pwfile.chmod(0o644)
     code, out, err = await run_cli(
         "sweep", "127.0.0.1", "--ports", f"{implicit.port}:tls", "--user", USER,
-        "--password-file", str(pwfile), "--json")
+        "--password-file", str(pwfile), "--json", "--no-verify")
     assert code == 0, err
     assert "can be read by other users" in err
     assert PASSWORD not in err + out
