@@ -202,10 +202,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"smtpprobe: error: {exc}\n")
         sys.exit(EXIT_USAGE)
     except Exception as exc:
-        # knowledge.py is imported only by the commands that load the knowledge base: if it
-        # was never imported, no KnowledgeError can have been raised.
-        knowledge = sys.modules.get(f"{__package__}.knowledge")
-        if knowledge is None or not isinstance(exc, knowledge.KnowledgeError):
+        # kbpath.py is imported only by the commands that use the knowledge base: if it was
+        # never imported, no KnowledgeError can have been raised.
+        kbpath = sys.modules.get(f"{__package__}.kbpath")
+        if kbpath is None or not isinstance(exc, kbpath.KnowledgeError):
             raise
         sys.stderr.write(f"smtpprobe: error: knowledge base: {exc}\n")
         sys.exit(EXIT_USAGE)

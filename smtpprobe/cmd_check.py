@@ -116,7 +116,7 @@ def check(
     if rate is not None and not 0 < rate <= 10000:
         raise UsageError("--rate must be more than 0 and at most 10000 per second")
     cafile_text = check_cafile(cafile)
-    from .knowledge import ENV_VAR, find_knowledge_dir
+    from .kbpath import ENV_VAR, find_knowledge_dir
 
     # Where the knowledge base is, is checked now (a usage error before any traffic). The
     # packaged one, which the test suite validates, is loaded while the first conversation

@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .kbpath import ENV_VAR, KnowledgeError, find_knowledge_dir  # noqa: F401
 from .models import Category, FailureKind, LocalText, Severity, Stage
 
-ENV_VAR = "SMTPPROBE_KNOWLEDGE"
 LANGS = ("en", "de")
 _ID = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$")
 _ENHANCED_PATTERN = re.compile(r"^([245*])\.(\d{1,3})(?:\.(\d{1,3}))?$")
@@ -32,10 +32,6 @@ _RULE_KEYS = {
     "retryable", "severity", "priority", "title", "cause", "remedy", "references", "examples",
     "correction", "fallback",
 }
-
-
-class KnowledgeError(Exception):
-    """The knowledge base is missing or broken; the message names the file and rule."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,31 +204,6 @@ class KnowledgeBase:
 
 
 # --- locating ------------------------------------------------------------------------------
-
-
-def find_knowledge_dir(explicit: str | os.PathLike[str] | None = None,
-                       *, environ: Mapping[str, str] | None = None) -> Path:
-    """Where the knowledge base lives: --knowledge, $SMTPPROBE_KNOWLEDGE, the copy packaged in
-    the wheel (`smtpprobe/_knowledge`), then `<repo>/knowledge` (editable installs)."""
-    env = os.environ if environ is None else environ
-    candidates: list[Path] = []
-    if explicit is not None:
-        candidates.append(Path(explicit))
-    elif env.get(ENV_VAR):
-        candidates.append(Path(env[ENV_VAR]))
-    else:
-        here = Path(__file__).resolve().parent
-        candidates += [here / "_knowledge", here.parent / "knowledge"]
-        for path in candidates:
-            if path.is_dir():
-                return path
-        raise KnowledgeError(
-            f"no knowledge base found (looked in {', '.join(str(c) for c in candidates)})"
-        )
-    path = candidates[0]
-    if not path.is_dir():
-        raise KnowledgeError(f"knowledge directory {path} does not exist")
-    return path
 
 
 CACHE_ENV = "SMTPPROBE_CACHE"  # a directory for the parsed knowledge base, or "off"

@@ -26,21 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import aiosmtplib
-from aiosmtplib.errors import (
-    SMTPConnectResponseError,
-    SMTPConnectTimeoutError,
-    SMTPException,
-    SMTPResponseException,
-    SMTPServerDisconnected,
-    SMTPTimeoutError,
-)
-
 from .models import Capabilities, Failure, FailureKind, Reply, Stage, Step, TlsInfo
 from .redact import MASK, Redactor
 from .replies import from_code_and_message, parse_ehlo
 
 if TYPE_CHECKING:
+    import aiosmtplib
+
     from .certs import TrustStore
 
 # aiosmtplib's own limits (protocol.py), repeated for the pipelined reader.
@@ -113,6 +105,16 @@ def _os_failure(exc: OSError, *, what: str) -> Failure:
 def _failure_from(exc: BaseException, *, stage: Stage, timeout: float,
                   verb: str) -> Failure | Reply:
     """The one translation table from third-party exceptions to data."""
+    import aiosmtplib
+    from aiosmtplib.errors import (
+        SMTPConnectResponseError,
+        SMTPConnectTimeoutError,
+        SMTPException,
+        SMTPResponseException,
+        SMTPServerDisconnected,
+        SMTPTimeoutError,
+    )
+
     if isinstance(exc, SMTPConnectResponseError):
         return _reply(verb, exc.code, exc.message)
     if isinstance(exc, SMTPResponseException):
@@ -450,8 +452,14 @@ class Session:
                     return self._record(Stage.CONNECT, command, Failure(
                         FailureKind.LOCAL, f"cannot send from {self.source_address}: "
                         f"{exc.strerror or exc}"), started)
+            connecting = asyncio.ensure_future(loop.sock_connect(sock, (ep.address, ep.port)))
+            # Let the connect start (the SYN leaves), then load aiosmtplib while the kernel
+            # completes the handshake: on the first connection of a run its import is off the
+            # critical path (start-up time; a no-op later).
+            await asyncio.sleep(0)
+            import aiosmtplib  # noqa: F401
             try:
-                await asyncio.wait_for(loop.sock_connect(sock, (ep.address, ep.port)), budget)
+                await asyncio.wait_for(connecting, budget)
             except (TimeoutError, asyncio.TimeoutError):
                 sock.close()
                 if by_deadline:
@@ -476,6 +484,8 @@ class Session:
             sock.close()
             return self._record(Stage.CONNECT, command, self._deadline_failure(
                 "before the greeting came"), started)
+        import aiosmtplib
+
         smtp = aiosmtplib.SMTP(
             hostname=ep.name or ep.address, sock=sock, timeout=budget,
             local_hostname=self.helo, start_tls=False, use_tls=implicit_tls,
@@ -514,14 +524,16 @@ class Session:
         return step
 
     def _set_capabilities(self, step: Step, *, esmtp: bool) -> None:
+        from aiosmtplib import SMTPResponse
+
         assert step.reply is not None and self._smtp is not None
         caps = parse_ehlo(step.reply) if esmtp else Capabilities(
             greeting=step.reply.first_line, esmtp=False)
         if not esmtp:
-            self._smtp.last_helo_response = aiosmtplib.SMTPResponse(250, step.reply.text)
+            self._smtp.last_helo_response = SMTPResponse(250, step.reply.text)
         else:
             # Tell aiosmtplib what we learned, so that starttls() does not send its own EHLO.
-            self._smtp.last_ehlo_response = aiosmtplib.SMTPResponse(250, step.reply.text)
+            self._smtp.last_ehlo_response = SMTPResponse(250, step.reply.text)
         if self.tls is None:
             self.capabilities_before_tls = caps
         self.capabilities = caps
