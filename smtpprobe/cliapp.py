@@ -213,3 +213,28 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("smtpprobe: interrupted\n")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def entry() -> None:
+    """The console script and `python -m smtpprobe`: `main`, then a quick exit.
+
+    Once the output is flushed nothing is left to do, and Python's own teardown (collecting
+    hundreds of modules) would add tens of milliseconds to every command: the process ends
+    with os._exit instead. Library callers and tests use `main`, which exits normally.
+    """
+    import os
+
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            sys.stderr.write(exc.code + "\n")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1  # a closed pipe: the output did not arrive
+    os._exit(code)
+
