@@ -83,7 +83,7 @@ class World:
         sys.path.insert(0, str(ROOT))
         from smtpprobe.lab.dns import LabDns, Record
 
-        for i, (listen, upstream) in enumerate(zip(PROXIES, benchmta.LISTENERS)):
+        for listen, upstream in zip(PROXIES, benchmta.LISTENERS, strict=True):
             proxy = DelayProxy((listen, PROXY_PORT), (upstream, 25), delay=self.rtt / 2)
             self.proxies.append(await proxy.start())
         records = []

@@ -62,7 +62,8 @@ async def measure(runs: int, rtt_ms: float) -> dict[str, float]:
             await proxy.close()
     return {"span_ms": median_ms(spans), "longest_ms": median_ms(longest),
             "sum_ms": median_ms(sums),
-            "span_over_longest": statistics.median(s / m for s, m in zip(spans, longest)),
+            "span_over_longest": statistics.median(
+                s / m for s, m in zip(spans, longest, strict=True)),
             **{f"wall_{name}_ms": median_ms(values) for name, values in walls.items()}}
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import benchmta  # noqa: E402
 from common import (  # noqa: E402
     HELO,
     PROXY_HOST,
@@ -38,8 +39,6 @@ from common import (  # noqa: E402
     table,
 )
 from proxy import DelayProxy  # noqa: E402
-
-import benchmta  # noqa: E402
 
 REALMTA = (("127.0.0.11", 25), "alice@accept.test")
 BENCH = ((benchmta.LISTENERS[0], 25), f"user1@{benchmta.DOMAINS[0]}")

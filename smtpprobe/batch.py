@@ -432,7 +432,7 @@ class BatchChecker(Checker):
         """Without PIPELINING: each command waits for its reply; stop where a lone check
         stops (a refused MAIL or RSET, a 421, a lost connection)."""
         steps: list[Step] = []
-        for stage, text in commands:
+        for _stage, text in commands:
             verb, _, arg = text.partition(" ")
             if verb == "RSET":
                 step = await session.rset()

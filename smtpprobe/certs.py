@@ -128,7 +128,7 @@ def inspect_chain(
     now: dt.datetime | None = None,
 ) -> TlsInfo:
     """TlsInfo for a chain (leaf first, as the server sent it)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if not chain_der:
         return TlsInfo(version=version, cipher=cipher, bits=bits, expected_name=expected_name,
                        verify_error="the server sent no certificate")

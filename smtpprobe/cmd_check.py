@@ -55,7 +55,8 @@ def check(
     helo: HeloOpt = None,
     port: Annotated[int, typer.Option("--port", help="SMTP port of the mail hosts.")] = 25,
     server: Annotated[Optional[str], typer.Option(
-        "--server", help="Skip the MX lookup and talk to HOST[:PORT].", metavar="HOST[:PORT]")] = None,
+        "--server", help="Skip the MX lookup and talk to HOST[:PORT].",
+        metavar="HOST[:PORT]")] = None,
     timeout: TimeoutOpt = 10.0,
     deadline: Annotated[Optional[float], typer.Option(
         "--deadline", help="Seconds for the whole command, all addresses together "
@@ -65,7 +66,8 @@ def check(
     no_starttls: Annotated[bool, typer.Option(
         "--no-starttls", help="Do not use STARTTLS even when offered.")] = False,
     no_pipelining: Annotated[bool, typer.Option(
-        "--no-pipelining", help="Send one command at a time even when PIPELINING is offered.")] = False,
+        "--no-pipelining",
+        help="Send one command at a time even when PIPELINING is offered.")] = False,
     catch_all: Annotated[bool, typer.Option(
         "--catch-all", help="Also try a made-up address at the same domain.")] = False,
     resolver: ResolverOpt = None,

@@ -35,7 +35,8 @@ DEMO_CHECKS: tuple[tuple[str, str, str, dict[str, object]], ...] = (
 def demo(
     lang: LangOpt = None,
     as_json: JsonOpt = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show full transcripts.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose",
+                                          help="Show full transcripts.")] = False,
     knowledge_dir: KnowledgeOpt = None,
 ) -> None:
     """Run checks against embedded lab servers and a lab DNS zone on 127.0.0.x (Linux)."""
@@ -97,7 +98,8 @@ def demo(
 def lab(
     scenarios: Annotated[Optional[list[str]], typer.Argument(
         help="Scenario names (see --list).", show_default=False)] = None,
-    host: Annotated[str, typer.Option("--host", help="Loopback address to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host",
+                                      help="Loopback address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="First port (0: any free ports).")] = 0,
     list_them: Annotated[bool, typer.Option("--list", help="List the scenarios and exit.")] = False,
 ) -> None:

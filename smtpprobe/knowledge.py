@@ -392,7 +392,8 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
     if not isinstance(raw, dict):
         raise KnowledgeError(f"{name}: rule #{index + 1} is not a table")
     rule_id = raw.get("id")
-    where = f"{name}: rule {rule_id!r}" if isinstance(rule_id, str) else f"{name}: rule #{index + 1}"
+    where = (f"{name}: rule {rule_id!r}" if isinstance(rule_id, str)
+             else f"{name}: rule #{index + 1}")
 
     def fail(message: str) -> KnowledgeError:
         return KnowledgeError(f"{where}: {message}")

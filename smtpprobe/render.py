@@ -19,6 +19,7 @@ from .models import (
     CheckReport,
     Finding,
     HostReport,
+    MxHost,
     Reply,
     Severity,
     Step,
@@ -164,9 +165,10 @@ def check_view(report: CheckReport, lang: str, redact: Redactor, *,
     parts: list[RenderableType] = [Text(report.address, style="bold underline")]
     mx = Text(f"{t('mx', lang)}: ")
     if report.mx.hosts:
-        mx.append(", ".join(
-            f"{h.preference} {h.name} ({', '.join(h.addresses) or (h.failure.kind if h.failure else '-')})"
-            for h in report.mx.hosts))
+        def where(host: MxHost) -> str:
+            return ", ".join(host.addresses) or (host.failure.kind if host.failure else "-")
+
+        mx.append(", ".join(f"{h.preference} {h.name} ({where(h)})" for h in report.mx.hosts))
         if any(h.implicit for h in report.mx.hosts):
             mx.append(f"  [{t('mx.implicit', lang)}]", style="dim")
     else:

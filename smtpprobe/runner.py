@@ -71,7 +71,8 @@ class _InOrder:
         sys.stdout.flush()
 
 
-def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions, addresses: Sequence[Address], *,
+def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
+               addresses: Sequence[Address], *,
                lang: str, as_json: bool, verbose: bool,
                redactor: Redactor | None = None, batch: BatchOptions | None = None) -> int:
     redact = redactor or Redactor()

@@ -293,7 +293,7 @@ class _GroupReader(asyncio.Protocol):
         """True when all replies arrived (or the reader stopped for a reason it recorded)."""
         try:
             await asyncio.wait_for(asyncio.shield(self._done), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return False
         return True
 
@@ -460,7 +460,7 @@ class Session:
             import aiosmtplib  # noqa: F401
             try:
                 await asyncio.wait_for(connecting, budget)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 sock.close()
                 if by_deadline:
                     failure = Failure(FailureKind.DEADLINE, f"no TCP connection to {where} "

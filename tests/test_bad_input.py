@@ -281,7 +281,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     async def run_all() -> dict[str, Outcome]:
         limit = asyncio.Semaphore(4)
         results = await asyncio.gather(*(_run_case(c, tmp, limit) for c in CASES))
-        return {case.id: result for case, result in zip(CASES, results)}
+        return {case.id: result for case, result in zip(CASES, results, strict=True)}
 
     return asyncio.run(run_all())
 

@@ -90,7 +90,7 @@ async def batched(kb: KnowledgeBase, options: CheckOptions, addresses: Sequence[
 
 def assert_same(single: Sequence[CheckReport], many: Sequence[CheckReport]) -> None:
     assert [r.address for r in many] == [r.address for r in single]
-    for one, other in zip(single, many):
+    for one, other in zip(single, many, strict=True):
         assert essence(other) == essence(one), one.address
 
 
@@ -249,7 +249,7 @@ async def test_error_budget_keeps_sessions_below_the_servers_limit(kb: Knowledge
 @pytest.mark.parametrize("per_mx", [1, 3])
 async def test_per_mx_cap(kb: KnowledgeBase, per_mx: int) -> None:
     limits = Limits(rcpt_limit=1000, error_limit=100)
-    addresses = parsed([f"user{i}x@strict.test" if i % 5 else f"alice@strict.test"
+    addresses = parsed([f"user{i}x@strict.test" if i % 5 else "alice@strict.test"
                         for i in range(60)])
     async with strict_world(limits) as (server, resolver):
         await batched(kb, strict_options(server.port, resolver), addresses,
@@ -370,7 +370,7 @@ async def test_batch_answers_like_lone_checks_against_postfix(kb: KnowledgeBase,
     assert b"Traceback" not in err, err.decode()
     lines = [json.loads(line) for line in out.decode().splitlines()]
     assert [d["address"] for d in lines] == listing
-    for one, data in zip(single, lines):
+    for one, data in zip(single, lines, strict=True):
         got = (data["verdict"], data["finding"]["category"], data["address_status"],
                data["finding"]["rule"])
         want = (one.verdict.value, one.finding.category.value, one.address_status.value,

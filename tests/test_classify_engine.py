@@ -82,7 +82,8 @@ def test_candidate_index_gives_the_same_ranking_as_scoring_every_rule(kb: Knowle
 
 
 def test_text_beats_code_and_stage_matters(kb: KnowledgeBase) -> None:
-    blocked = "550 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"
+    blocked = ("550 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using "
+               "zen.spamhaus.org")
     assert classify_text(kb, Stage.RCPT, blocked).category is Category.BLOCKLISTED
     assert classify_text(kb, Stage.RCPT, "552 5.2.2 over quota").category is Category.MAILBOX_FULL
     assert classify_text(kb, Stage.DATA, "552 5.3.4 Message size exceeds fixed limit").category \

@@ -1,4 +1,4 @@
-"""The labelled corpus of real-world replies (tests/data/corpus.jsonl) and the rules' accuracy on it.
+"""The labelled corpus of real-world replies (tests/data/corpus.jsonl) and the rules' accuracy.
 
 The corpus is labelled by what each reply means, never by what the rules say, so it measures
 the knowledge base from outside. The rules are tuned against the "dev" split; "holdout" shows

@@ -140,7 +140,7 @@ def report_time(what: str, name: str, run: Run, result: str) -> None:
           f"exit {run.code}: {result} [largest child so far {rss:.0f} MB]")
 
 
-# --- check, through the CLI ----------------------------------------------------------------------
+# --- check, through the CLI -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("hostile", list(HOSTILE), indirect=True)
@@ -169,7 +169,7 @@ async def test_check_cli(hostile: LabServer) -> None:
     assert "Verdict" in text.text
 
 
-# --- check and Session, in-process -----------------------------------------------------------------
+# --- check and Session, in-process ----------------------------------------------------------------
 
 
 async def drive(server: LabServer, *, timeout: float = 1.0) -> list[Step]:
@@ -256,7 +256,7 @@ async def test_checker_in_process_with_bounded_memory(kb: KnowledgeBase,
           f"(server and client together)")
 
 
-# --- sweep and relay, through the CLI ------------------------------------------------------------
+# --- sweep and relay, through the CLI -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +309,7 @@ async def test_sweeps_of_every_hostile_port(all_hostile: dict[str, LabServer],
 
     runs = await asyncio.gather(*(sweep(half) for half in halves))
     seen: set[int] = set()
-    for half, run in zip(halves, runs):
+    for half, run in zip(halves, runs, strict=True):
         assert_clean_end(run)
         assert_no_secret(run)
         data = json.loads(run.out)
@@ -368,7 +368,7 @@ async def test_relay_against_every_hostile_server(all_hostile: dict[str, LabServ
         assert "DATA" not in all_hostile[name].commands
 
 
-# --- the downgrade: credentials are withheld ---------------------------------------------------------
+# --- the downgrade: credentials are withheld ------------------------------------------------------
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def assert_clean(text: str | bytes, where: str) -> None:
         assert form not in text, f"{where} holds {form!r}"
 
 
-# --- the lab ----------------------------------------------------------------------------------
+# --- the lab --------------------------------------------------------------------------------------
 
 
 class _Lab:
@@ -180,7 +180,7 @@ def runs(lab: _Lab, cafile: Path, tmp_path_factory: pytest.TempPathFactory
     async def run_all() -> dict[tuple[str, str, str], Run]:
         limit = asyncio.Semaphore(3)
         done = await asyncio.gather(*(_child(args, limit) for args in plans.values()))
-        return dict(zip(plans, done))
+        return dict(zip(plans, done, strict=True))
 
     results = asyncio.run(run_all())
     out: dict[tuple[str, str, str], tuple[Run, str]] = {}
@@ -224,7 +224,7 @@ def test_the_runs_did_log_in(lab: _Lab,
     assert b'"result": "ok"' in sweep_ok.out
 
 
-# --- error messages -------------------------------------------------------------------------
+# --- error messages -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("password,needle", [
@@ -260,7 +260,7 @@ def test_password_file_errors_never_quote_it(lab: _Lab, cafile: Path,
     assert_clean(proc.stdout + proc.stderr, "a usage error")
 
 
-# --- argv, while the process runs ----------------------------------------------------------------
+# --- argv, while the process runs -----------------------------------------------------------------
 
 
 def test_the_password_is_not_in_the_process_arguments(lab: _Lab, cafile: Path) -> None:
@@ -285,7 +285,7 @@ def test_the_password_is_not_in_the_process_arguments(lab: _Lab, cafile: Path) -
     assert_clean(out + err, "the output of the tarpit run")
 
 
-# --- the prompt, on a real terminal ----------------------------------------------------------------
+# --- the prompt, on a real terminal ---------------------------------------------------------------
 
 
 def test_the_prompt_does_not_echo_the_password(lab: _Lab, cafile: Path) -> None:
@@ -323,7 +323,7 @@ def test_the_prompt_does_not_echo_the_password(lab: _Lab, cafile: Path) -> None:
     assert_clean(seen, "the terminal")
 
 
-# --- in-process, with every logger at DEBUG ------------------------------------------------------
+# --- in-process, with every logger at DEBUG -------------------------------------------------------
 
 
 class _Capture(logging.Handler):
@@ -380,10 +380,10 @@ def test_reprs_of_what_a_run_produces(lab: _Lab, cafile: Path) -> None:
     would show them."""
     from smtpprobe import knowledge
     from smtpprobe.certs import load_trust_store
+    from smtpprobe.models import PortMode
     from smtpprobe.redact import Redactor
     from smtpprobe.relay import Relay, RelayOptions
     from smtpprobe.secrets_input import Credentials
-    from smtpprobe.models import PortMode
     from smtpprobe.sweep import Sweeper, SweepOptions
 
     kb = knowledge.load()

@@ -951,7 +951,7 @@ async def run_forever(
         cafile = ca.write_pem(folder / "lab-ca.pem")
         specs = [
             ServerSpec(scenario=s, host=host, port=p, hostname=hostname, cert=cert, users=users)
-            for s, p in zip(scenarios, _ports(port, len(scenarios)))
+            for s, p in zip(scenarios, _ports(port, len(scenarios)), strict=True)
         ]
         servers = await serve_many(specs)
         try:

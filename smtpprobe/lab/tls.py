@@ -85,7 +85,8 @@ class LabCert:
     def not_after(self) -> dt.datetime:
         return self.cert.not_valid_after_utc
 
-    def write(self, directory: str | os.PathLike[str], *, stem: str = "server") -> tuple[Path, Path]:
+    def write(self, directory: str | os.PathLike[str], *,
+              stem: str = "server") -> tuple[Path, Path]:
         """Write `<stem>.crt` and `<stem>.key` (mode 0600) into `directory`; return both paths."""
         folder = Path(directory)
         cert_path = folder / f"{stem}.crt"

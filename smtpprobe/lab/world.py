@@ -101,7 +101,7 @@ async def lab_world(domains: Sequence[Domain] = DEMO_DOMAINS, *,
         try:
             async with LabDns(records_for(domains), host=dns_host) as zone:
                 port = servers[0].port if servers else 25
-                yield LabWorld(dns=zone, servers=dict(zip(hosts, servers)), port=port,
+                yield LabWorld(dns=zone, servers=dict(zip(hosts, servers, strict=True)), port=port,
                                cafile=cafile, domains=tuple(domains))
         finally:
             for server in servers:
