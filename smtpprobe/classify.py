@@ -10,6 +10,7 @@ mailbox, at the end of DATA a message that is too large).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -183,6 +184,18 @@ def explain(kb: KnowledgeBase, text: str, stage: Stage | None = None) -> tuple[F
     extracted = extract_reply(text)
     reply = parse_reply(extracted.reply_text)
     return classify_reply(kb, stage or extracted.stage, reply), reply
+
+
+def unique_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """Findings in order, each (rule, evidence) once: the same refusal seen twice is one."""
+    seen: set[tuple[str, str]] = set()
+    out: list[Finding] = []
+    for finding in findings:
+        key = (finding.rule, finding.evidence)
+        if key not in seen:
+            seen.add(key)
+            out.append(finding)
+    return out
 
 
 def check_examples(kb: KnowledgeBase) -> list[str]:

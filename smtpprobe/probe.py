@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .address import Address
-from .classify import classify_failure, classify_reply
+from .classify import classify_failure, classify_reply, unique_findings
 from .models import (
     AddressStatus,
     Category,
@@ -515,21 +515,10 @@ class Checker:
         return CheckReport(
             address=str(address), domain=mx.domain or address.ascii_domain, verdict=verdict,
             finding=decisive, address_status=status, mx=mx,
-            hosts=tuple(c.report() for c in convs), findings=tuple(_unique(findings)),
+            hosts=tuple(c.report() for c in convs), findings=tuple(unique_findings(findings)),
             catch_all=catch_all, elapsed_ms=(time.perf_counter() - started) * 1000,
             mail_from=self.options.mail_from,
         )
-
-
-def _unique(findings: Sequence[Finding]) -> list[Finding]:
-    seen: set[tuple[str, str]] = set()
-    out: list[Finding] = []
-    for finding in findings:
-        key = (finding.rule, finding.evidence)
-        if key not in seen:
-            seen.add(key)
-            out.append(finding)
-    return out
 
 
 EXIT_CODES = {Verdict.ACCEPTED: 0, Verdict.REJECTED: 1, Verdict.DEFERRED: 3,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from .address import UsageError, is_ip
 from .certs import TrustStore
-from .classify import classify_failure, classify_reply
+from .classify import classify_failure, classify_reply, unique_findings
 from .knowledge import KnowledgeBase
 from .models import (
     AuthOutcome,
@@ -335,7 +335,7 @@ class Sweeper:
                 failure=failure, tls=session.tls,
                 capabilities_before_tls=session.capabilities_before_tls,
                 capabilities_after_tls=session.capabilities if session.tls else None,
-                auth=auth, findings=tuple(_unique(findings)),
+                auth=auth, findings=tuple(unique_findings(findings)),
                 elapsed_ms=(time.perf_counter() - started) * 1000)
 
         await session.connect(implicit_tls=mode is PortMode.TLS)
@@ -412,17 +412,6 @@ def _ok(step: Step, code: int) -> bool:
 def _require(finding: Finding | None) -> Finding:
     assert finding is not None, "every classified step has a finding"
     return finding
-
-
-def _unique(findings: Iterable[Finding]) -> list[Finding]:
-    seen: set[tuple[str, str]] = set()
-    out: list[Finding] = []
-    for finding in findings:
-        key = (finding.rule, finding.evidence)
-        if key not in seen:
-            seen.add(key)
-            out.append(finding)
-    return out
 
 
 # --- the recommendation (pure) ------------------------------------------------------------
