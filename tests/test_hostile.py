@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import re
-import resource
 import sys
 import time
 import tracemalloc
@@ -91,12 +90,32 @@ async def hostile(request: pytest.FixtureRequest) -> AsyncIterator[LabServer]:
         yield server
 
 
+# The child runs the real command line and then reports its own peak memory on stderr: a
+# per-process figure (RUSAGE_CHILDREN would be the largest of every child the test session
+# ever waited for, pip and interpreters included).
+CHILD = """
+import os, resource, sys
+from smtpprobe.cli import main
+try:
+    main(sys.argv[1:])
+    code = 0
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+sys.stdout.flush()
+sys.stderr.write("\\n[child-maxrss-kb %d]\\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.stderr.flush()
+os._exit(code)
+"""
+_MAXRSS = re.compile(rb"\n\[child-maxrss-kb (\d+)\]\n$")
+
+
 @dataclass(frozen=True)
 class Run:
     code: int
     out: bytes
     err: bytes
     seconds: float
+    maxrss_kb: int = 0
 
     @property
     def text(self) -> str:
@@ -114,7 +133,7 @@ async def smtpprobe(*args: str, env: dict[str, str] | None = None) -> Run:
     """Run the real CLI in a subprocess while the lab servers keep serving in this loop."""
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "smtpprobe", *args, stdin=asyncio.subprocess.DEVNULL,
+        sys.executable, "-c", CHILD, *args, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env or child_env())
     try:
         out, err = await asyncio.wait_for(proc.communicate(), SAFETY_NET)
@@ -124,20 +143,21 @@ async def smtpprobe(*args: str, env: dict[str, str] | None = None) -> Run:
         pytest.fail(f"smtpprobe {' '.join(args)} did not end within {SAFETY_NET:g} s")
     seconds = time.perf_counter() - started
     assert proc.returncode is not None
-    return Run(proc.returncode, out, err, seconds)
+    found = _MAXRSS.search(err)
+    assert found is not None, err.decode("utf-8", "replace")[-2000:]
+    return Run(proc.returncode, out, err[:found.start()], seconds, int(found.group(1)))
 
 
 def assert_clean_end(run: Run, *, codes: tuple[int, ...] = (1, 3)) -> None:
     assert b"Traceback" not in run.err and b"Traceback" not in run.out, run.err.decode()
     assert run.code in codes, (run.code, run.err.decode(), run.text[-2000:])
-    # The children's peak resident memory (the largest of any child so far), in KiB.
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < MAX_RSS_KB
+    assert run.maxrss_kb < MAX_RSS_KB, f"peak memory {run.maxrss_kb} KiB"
 
 
 def report_time(what: str, name: str, run: Run, result: str) -> None:
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    rss = run.maxrss_kb / 1024
     print(f"\n[hostile] {what:<6} {name:<18} ended after {run.seconds:5.2f} s, "
-          f"exit {run.code}: {result} [largest child so far {rss:.0f} MB]")
+          f"exit {run.code}: {result} [peak memory {rss:.0f} MB]")
 
 
 # --- check, through the CLI -----------------------------------------------------------------------
