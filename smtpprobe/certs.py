@@ -39,6 +39,13 @@ class TrustStore:
     source: str
 
 
+# System bundles carry a few old roots with a zero or negative serial number, which
+# cryptography warns about on every load. The warning is about those roots, not about anything
+# the user can change; it is silenced by its exact text. (catch_warnings() would not do: the
+# store is loaded in a thread, and warning filters are process-wide.)
+warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+
+
 def load_trust_store(cafile: str | None = None) -> TrustStore:
     """`cafile` (PEM bundle) or the system store that OpenSSL would use. Raises OSError/
     ValueError with a readable message when `cafile` cannot be used."""
@@ -52,10 +59,7 @@ def load_trust_store(cafile: str | None = None) -> TrustStore:
     for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
         if candidate and Path(candidate).is_file():
             try:
-                with warnings.catch_warnings():
-                    # System bundles carry a few old roots with odd serial numbers.
-                    warnings.simplefilter("ignore")
-                    found = x509.load_pem_x509_certificates(Path(candidate).read_bytes())
+                found = x509.load_pem_x509_certificates(Path(candidate).read_bytes())
             except ValueError:
                 continue
             source = candidate
