@@ -92,9 +92,10 @@ async def hostile(request: pytest.FixtureRequest) -> AsyncIterator[LabServer]:
 
 # The child runs the real command line and then reports its own peak memory on stderr: a
 # per-process figure (RUSAGE_CHILDREN would be the largest of every child the test session
-# ever waited for, pip and interpreters included).
+# ever waited for, pip and interpreters included; and even a child's own ru_maxrss starts at
+# the forked parent's size).
 CHILD = """
-import os, resource, sys
+import os, sys
 from smtpprobe.cli import main
 try:
     main(sys.argv[1:])
@@ -102,7 +103,10 @@ try:
 except SystemExit as exc:
     code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
 sys.stdout.flush()
-sys.stderr.write("\\n[child-maxrss-kb %d]\\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM belongs to this program's own address space; ru_maxrss would carry over the peak of
+# the forked pytest process across exec.
+hwm = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+sys.stderr.write("\\n[child-maxrss-kb %s]\\n" % hwm)
 sys.stderr.flush()
 os._exit(code)
 """
