@@ -16,6 +16,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY = json.loads((ROOT / "tests" / "realmta" / "topology.json").read_text(encoding="utf-8"))
 HELO = "bench.smtpprobe.test"
+
+
+def _byte_compile() -> None:
+    """Compile smtpprobe's modules once, as installing a wheel does. An editable install under
+    PYTHONDONTWRITEBYTECODE (set on some machines) would otherwise compile every module from
+    source on every run, and the benchmarks would time the compiler, not the tool."""
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "smtpprobe"), quiet=2)
+
+
+_byte_compile()
+
 # Loopback addresses for the benchmarks' own listeners (the demo uses .21-.29, the tests
 # .31-.42, the real-MTA set-up .11-.14, .20 and .53).
 PROXY_HOST = "127.0.0.91"
