@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import lab_world_in_thread
 
 from smtpprobe.address import Address, parse_address
 from smtpprobe.batch import BatchChecker, BatchOptions, check_many, transaction_size
@@ -287,28 +288,7 @@ def test_batch_options_are_checked() -> None:
 
 def test_cli_file_prints_json_lines_in_input_order(tmp_path: Path) -> None:
     """`check --file` through the real command line, against a lab run in a thread."""
-    import threading
-
-    ready: dict[str, object] = {}
-    stop = threading.Event()
-
-    def serve_world() -> None:
-        async def main() -> None:
-            async with lab_world(DEMO_DOMAINS) as lab:
-                ready["world"] = lab
-                while not stop.is_set():
-                    await asyncio.sleep(0.05)
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=serve_world, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if "world" in ready:
-                break
-            stop.wait(0.05)
-        lab = ready["world"]
+    with lab_world_in_thread() as lab:
         assert isinstance(lab, LabWorld)
         listing = ["# a comment", "nobody@good.test", "alice@good.test", "",
                    "bob@full.test", "alice@nullmx.test", "postmaster@good.test"]
@@ -332,9 +312,6 @@ def test_cli_file_prints_json_lines_in_input_order(tmp_path: Path) -> None:
                               "c@d.test", "--per-mx", "0"], capture_output=True, text=True,
                              timeout=60)
         assert bad.returncode == 2 and "--per-mx" in bad.stderr
-    finally:
-        stop.set()
-        thread.join(timeout=10)
 
 
 # --- the real Postfix -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import lab_world_in_thread
 
 from smtpprobe.address import parse_address
 from smtpprobe.knowledge import KnowledgeBase
@@ -349,28 +350,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_json_and_exit_codes() -> None:
     """The real command line, through a lab the test runs in a background thread."""
-    import threading
-
-    ready: dict[str, object] = {}
-    stop = threading.Event()
-
-    def serve_world() -> None:
-        async def main() -> None:
-            async with lab_world(DEMO_DOMAINS) as lab:
-                ready["world"] = lab
-                while not stop.is_set():
-                    await asyncio.sleep(0.05)
-
-        asyncio.run(main())
-
-    thread = threading.Thread(target=serve_world, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if "world" in ready:
-                break
-            stop.wait(0.05)
-        lab = ready["world"]
+    with lab_world_in_thread() as lab:
         assert isinstance(lab, LabWorld)
         host, port = lab.resolver
         common = ["--resolver", f"{host}:{port}", "--port", str(lab.port), "--cafile",
@@ -398,6 +378,3 @@ def test_cli_json_and_exit_codes() -> None:
         assert "ABGELEHNT" in text.stdout and "ANGENOMMEN" in text.stdout
         assert "-> RCPT TO:<nobody@good.test>" in text.stdout
         assert "<-  550 5.1.1" in text.stdout
-    finally:
-        stop.set()
-        thread.join(timeout=10)

@@ -6,14 +6,14 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email import message_from_bytes
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from smtpprobe.certs import TrustStore
 from smtpprobe.knowledge import KnowledgeBase
@@ -280,41 +280,6 @@ async def test_untrusted_certificate_fails_tls_unless_told(kb: KnowledgeBase, cr
     assert statuses(report)[:3] == [("connect", "pass"), ("tls", "pass"), ("auth", "pass")]
     assert report.checks[1].finding is not None
     assert report.checks[1].finding.rule == "observe.cert.untrusted"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def filtered_port() -> Iterator[int]:
-    """A listener with a full accept queue: the kernel drops further SYNs."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
-    port = int(server.getsockname()[1])
-    fillers: list[socket.socket] = []
-    try:
-        for _ in range(16):
-            sock = socket.socket()
-            sock.setblocking(False)
-            fillers.append(sock)
-            sock.connect_ex(("127.0.0.1", port))
-            probe = socket.socket()
-            probe.settimeout(0.3)
-            try:
-                probe.connect(("127.0.0.1", port))
-            except TimeoutError:
-                break
-            finally:
-                probe.close()
-        yield port
-    finally:
-        for sock in fillers:
-            sock.close()
-        server.close()
 
 
 async def test_refused_fails_and_filtered_is_temporary(kb: KnowledgeBase, trust: TrustStore,

@@ -12,12 +12,12 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from smtpprobe.address import UsageError
 from smtpprobe.certs import TrustStore
@@ -188,44 +188,6 @@ def trust(ca: LabCA) -> TrustStore:
 @pytest.fixture
 def creds() -> Credentials:
     return Credentials(USER, PASSWORD, "test")
-
-
-def free_port() -> int:
-    """A port nothing listens on (it was free a moment ago): connecting is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def filtered_port() -> Iterator[int]:
-    """A port whose SYNs are dropped: a listener with a full accept queue."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
-    port = int(server.getsockname()[1])
-    fillers: list[socket.socket] = []
-    try:
-        for _ in range(16):
-            sock = socket.socket()
-            sock.setblocking(False)
-            fillers.append(sock)
-            if sock.connect_ex(("127.0.0.1", port)) not in (0, 115):  # EINPROGRESS
-                break
-            probe = socket.socket()
-            probe.settimeout(0.3)
-            try:
-                probe.connect(("127.0.0.1", port))
-            except TimeoutError:
-                probe.close()
-                break
-            finally:
-                probe.close()
-        yield port
-    finally:
-        for sock in fillers:
-            sock.close()
-        server.close()
 
 
 async def run_sweep(kb: KnowledgeBase, trust: TrustStore, ports: str,
