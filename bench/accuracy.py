@@ -2,7 +2,7 @@
 
 Every entry of tests/data/corpus.jsonl is a reply (or a pasted bounce) seen in the wild, labelled
 by what it means, independently of the rules. This script classifies each one exactly as
-`smtpprobe explain` would (`smtpprobe.classify.explain`) and reports how often the category and
+`smtpprobe explain` would (`smtpprobe.core.classify.explain`) and reports how often the category and
 the retry advice match the label: overall, per split, per source, per expected category, and
 the entries it got wrong with the rule that decided.
 
@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtpprobe import knowledge
-from smtpprobe.classify import explain
-from smtpprobe.knowledge import KnowledgeBase, KnowledgeError
+from smtpprobe.core.classify import explain
+from smtpprobe.core.knowledge import load as knowledge
+from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.errors import KnowledgeError
 from smtpprobe.models import Category, Stage
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "corpus.jsonl"

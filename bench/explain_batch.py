@@ -48,9 +48,9 @@ def main() -> int:
             print(done.stderr.decode(), file=sys.stderr)
             return 1
 
-    from smtpprobe import knowledge
-    from smtpprobe.classify import explain
-    from smtpprobe.cliapp import parse_stage
+    from smtpprobe.cli.app import parse_stage
+    from smtpprobe.core.classify import explain
+    from smtpprobe.core.knowledge import load as knowledge
 
     kb = knowledge.load()
     parsed = [(parse_stage(i["stage"]), i["reply"]) for i in

@@ -11,12 +11,13 @@ import argparse
 import asyncio
 import sys
 
-from smtpprobe import knowledge
-from smtpprobe.address import parse_address
-from smtpprobe.dns import parse_resolver
-from smtpprobe.probe import Checker, CheckOptions
-from smtpprobe.report import check_dict, dumps
-from smtpprobe.runner import check_all, exit_code
+from smtpprobe.cli.exits import for_checks as exit_code
+from smtpprobe.cli.run_check import check_all
+from smtpprobe.core.address import parse_address
+from smtpprobe.core.knowledge import load as knowledge
+from smtpprobe.net.dns import parse_resolver
+from smtpprobe.probe.check import Checker, CheckOptions
+from smtpprobe.report.json import check_dict, dumps
 
 
 def main() -> None:

@@ -52,7 +52,8 @@ async def measure(runs: int) -> dict[str, float]:
 
 
 WATCH = ("typer", "typer.rich_utils", "pydantic", "rich", "asyncio", "smtpprobe.models",
-         "smtpprobe.knowledge", "smtpprobe.render", "aiosmtplib", "dns", "cryptography")
+         "smtpprobe.core.knowledge.load", "smtpprobe.report.text", "aiosmtplib", "dns",
+         "cryptography")
 
 
 def heaviest(argv: list[str]) -> list[tuple[str, float]]:

@@ -1,3 +1,3 @@
-from .cli import entry
+from smtpprobe.cli.app import entry
 
 entry()

@@ -496,3 +496,17 @@ class RelayReport:
     queue_id: str | None = None
     user: str | None = None
     elapsed_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Credentials:
+    """A login. The password never shows in a repr, a log line or a traceback's locals."""
+
+    user: str
+    password: str
+    source: str  # where the password came from, for messages ("$VAR", "file F", "prompt")
+
+    def __repr__(self) -> str:
+        return f"Credentials(user={self.user!r}, password=****, source={self.source!r})"
+
+    __str__ = __repr__

@@ -2,14 +2,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpprobe.address import (
-    UsageError,
-    parse_address,
-    parse_helo,
-    parse_ip,
-    parse_port,
-    parse_server,
-)
+from smtpprobe.core.address import parse_address, parse_helo, parse_ip, parse_port, parse_server
+from smtpprobe.errors import UsageError
 
 
 @pytest.mark.parametrize("text", [

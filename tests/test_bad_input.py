@@ -19,8 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpprobe.address import (
-    UsageError,
+from smtpprobe.core.address import (
     check_domain,
     parse_address,
     parse_helo,
@@ -28,11 +27,12 @@ from smtpprobe.address import (
     parse_port,
     parse_server,
 )
-from smtpprobe.classify import classify_failure, classify_reply, explain
-from smtpprobe.knowledge import KnowledgeBase
+from smtpprobe.core.classify import classify_failure, classify_reply, explain
+from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.core.replies import extract_reply, parse_ehlo, parse_reply
+from smtpprobe.errors import UsageError
 from smtpprobe.lab.smtp import serve
 from smtpprobe.models import Category, Failure, FailureKind, Stage
-from smtpprobe.replies import extract_reply, parse_ehlo, parse_reply
 
 SERVER = "127.0.0.1:{port}"
 GOOD = "alice@lab.test"

@@ -21,15 +21,15 @@ from typing import Any
 import pytest
 from conftest import lab_world_in_thread
 
-from smtpprobe.address import Address, parse_address
-from smtpprobe.batch import BatchChecker, BatchOptions, check_many, transaction_size
-from smtpprobe.knowledge import KnowledgeBase
+from smtpprobe.cli.run_check import check_all
+from smtpprobe.core.address import Address, parse_address
+from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import LabDns, Record
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
 from smtpprobe.lab.world import DEMO_DOMAINS, Domain, LabWorld, lab_world
 from smtpprobe.models import CheckReport
-from smtpprobe.probe import Checker, CheckOptions
-from smtpprobe.runner import check_all
+from smtpprobe.probe.batch import BatchChecker, BatchOptions, check_many, transaction_size
+from smtpprobe.probe.check import Checker, CheckOptions
 
 # Loopback addresses of this module's lab servers: .61-.69 (see lab/world.py for the others).
 EXTRA = (

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from conftest import lab_world_in_thread
 
-from smtpprobe.address import parse_address
-from smtpprobe.knowledge import KnowledgeBase
+from smtpprobe.core.address import parse_address
+from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import Record
 from smtpprobe.lab.smtp import serve
 from smtpprobe.lab.tls import LabCA
 from smtpprobe.lab.world import DEMO_DOMAINS, Domain, LabWorld, lab_world, records_for
 from smtpprobe.models import AddressStatus, Category, CheckReport, FailureKind, Stage, Verdict
-from smtpprobe.probe import Checker, CheckOptions
+from smtpprobe.probe.check import Checker, CheckOptions
 
 EXTRA = (
     Domain("relay.test", ((10, "mx.relay.test", "127.0.0.31", "relay_denied"),)),

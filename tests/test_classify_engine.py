@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpprobe import knowledge
-from smtpprobe.classify import classify_text, rank_reply
-from smtpprobe.knowledge import KnowledgeBase, required_literals
+from smtpprobe.core.classify import classify_text, rank_reply
+from smtpprobe.core.knowledge import load as knowledge
+from smtpprobe.core.knowledge.load import KnowledgeBase, required_literals
+from smtpprobe.core.replies import parse_reply
 from smtpprobe.models import Category, Stage
-from smtpprobe.replies import parse_reply
 
 CORPUS = [json.loads(line)["reply"]
           for line in (Path(__file__).parent / "data" / "corpus.jsonl").open(encoding="utf-8")]

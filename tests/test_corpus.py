@@ -18,8 +18,8 @@ from types import ModuleType
 
 import pytest
 
-from smtpprobe.classify import explain
-from smtpprobe.knowledge import KnowledgeBase
+from smtpprobe.core.classify import explain
+from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.models import Category, Stage
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtpprobe import dns as smtpdns
-from smtpprobe.dns import parse_resolver, resolve_host, resolve_mx, to_ascii_domain
 from smtpprobe.lab.dns import LabDns, Record
 from smtpprobe.models import Failure, FailureKind, MxResult
+from smtpprobe.net import dns as smtpdns
+from smtpprobe.net.dns import parse_resolver, resolve_host, resolve_mx, to_ascii_domain
 
 R = Record
 RECORDS = [
@@ -496,7 +496,7 @@ import dns._features
 dns._features.force("idna", False)  # as dnspython decides when the package is not installed
 import dns.name
 assert not dns.name.have_idna_2008
-from smtpprobe.dns import to_ascii_domain
+from smtpprobe.net.dns import to_ascii_domain
 print(to_ascii_domain("Mail.Example.TEST."))
 for bad in ("bücher.test", "under_score.test", "a..b", "192.0.2.1"):
     try:

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from smtpprobe.address import parse_address
-from smtpprobe.knowledge import KnowledgeBase
+from smtpprobe.core.address import parse_address
+from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import LabDns, Record
 from smtpprobe.lab.hostile import HOSTILE, HUGE_LINE, FilteredPort
 from smtpprobe.lab.smtp import LabServer, ServerSpec, serve, serve_many
 from smtpprobe.lab.tls import LabCA, LabCert
 from smtpprobe.models import Category, FailureKind, Stage, Step
-from smtpprobe.probe import Checker, CheckOptions
-from smtpprobe.session import Endpoint, Session
+from smtpprobe.net.session import Endpoint, Session
+from smtpprobe.probe.check import Checker, CheckOptions
 
 HELO = "probe.lab.test"
 TIMEOUT, DEADLINE = 2.0, 10.0
@@ -96,7 +96,7 @@ async def hostile(request: pytest.FixtureRequest) -> AsyncIterator[LabServer]:
 # the forked parent's size).
 CHILD = """
 import os, sys
-from smtpprobe.cli import main
+from smtpprobe.cli.app import main
 try:
     main(sys.argv[1:])
     code = 0

@@ -9,9 +9,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from smtpprobe.classify import classify_failure, classify_text
-from smtpprobe.junit import CLASSNAME, relay_junit
-from smtpprobe.knowledge import KnowledgeBase
+from smtpprobe.core.classify import classify_failure, classify_text
+from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.core.redact import Redactor
+from smtpprobe.core.replies import parse_reply
 from smtpprobe.models import (
     CheckStatus,
     Failure,
@@ -24,9 +25,8 @@ from smtpprobe.models import (
     Stage,
     Step,
 )
-from smtpprobe.redact import Redactor
-from smtpprobe.relay import verdict
-from smtpprobe.replies import parse_reply
+from smtpprobe.probe.relay import verdict
+from smtpprobe.report.junit import CLASSNAME, relay_junit
 
 PASSWORD = "Junit-Secret-55aa"
 

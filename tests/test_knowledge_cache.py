@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from smtpprobe import knowledge
-from smtpprobe.classify import check_examples, classify_text
+from smtpprobe.core.classify import check_examples, classify_text
+from smtpprobe.core.knowledge import load as knowledge
 from smtpprobe.models import Stage
 
 SOURCE = Path(__file__).resolve().parent.parent / "knowledge"

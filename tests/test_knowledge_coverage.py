@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from smtpprobe import knowledge
-from smtpprobe.classify import classify_failure, classify_reply, classify_text
-from smtpprobe.knowledge import KnowledgeBase, KnowledgeError, Rule
+from smtpprobe.core.classify import classify_failure, classify_reply, classify_text
+from smtpprobe.core.knowledge import load as knowledge
+from smtpprobe.core.knowledge.load import KnowledgeBase, Rule
+from smtpprobe.errors import KnowledgeError
 from smtpprobe.models import Category, Failure, FailureKind, Reply, Stage
 
 # Codes named in the seed documents, defined by RFC 5321 4.2.2/4.2.3, RFC 7504 (521, 556),

@@ -39,11 +39,6 @@ ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3} ")
 
 
 @pytest.fixture(scope="module")
-def ca() -> LabCA:
-    return LabCA.create()
-
-
-@pytest.fixture(scope="module")
 def cert(ca: LabCA) -> LabCert:
     return ca.issue("mx.lab.test", "127.0.0.1", "127.0.0.2", "127.0.0.3")
 

@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from smtpprobe import knowledge
+from smtpprobe.core.knowledge import load as knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ def test_wheel_contains_the_knowledge_and_uses_it(tmp_path: Path) -> None:
     env["PYTHONPATH"] = str(tmp_path / "site")
     probe = subprocess.run(
         [sys.executable, "-c",
-         "import smtpprobe.knowledge as k, smtpprobe; print(smtpprobe.__file__); "
+         "import smtpprobe.core.knowledge.load as k, smtpprobe; print(smtpprobe.__file__); "
          "print(k.find_knowledge_dir()); print(len(k.load().rules))"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert probe.returncode == 0, probe.stderr

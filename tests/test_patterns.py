@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpprobe.classify import classify_text, explain
-from smtpprobe.knowledge import KnowledgeBase, Rule
+from smtpprobe.core.classify import classify_text, explain
+from smtpprobe.core.knowledge.load import KnowledgeBase, Rule
+from smtpprobe.core.replies import MAX_TEXT, parse_reply
 from smtpprobe.models import Category, Finding, Stage
-from smtpprobe.replies import MAX_TEXT, parse_reply
 
 C = Category
 

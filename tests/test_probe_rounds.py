@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from smtpprobe.address import parse_address
-from smtpprobe.knowledge import KnowledgeBase
+from smtpprobe.core.address import parse_address
+from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import LabDns, Record
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, ServerSpec, serve, serve_many
 from smtpprobe.models import FailureKind, Stage, Verdict
-from smtpprobe.probe import Checker, CheckOptions
+from smtpprobe.probe.check import Checker, CheckOptions
 
 
 @dataclass

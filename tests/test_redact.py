@@ -1,6 +1,6 @@
 import base64
 
-from smtpprobe.redact import MASK, Redactor
+from smtpprobe.core.redact import MASK, Redactor
 
 
 def test_every_form_is_masked() -> None:

@@ -15,21 +15,23 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from smtpprobe.certs import TrustStore
-from smtpprobe.knowledge import KnowledgeBase
+from smtpprobe.core.certs import TrustStore
+from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.core.redact import Redactor
+from smtpprobe.core.replies import parse_reply
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
 from smtpprobe.lab.tls import LabCA, LabCert
 from smtpprobe.models import (
     Category,
     CheckStatus,
+    Credentials,
     PortMode,
     RelayCheck,
     RelayReport,
     RelayVerdict,
     Severity,
 )
-from smtpprobe.redact import Redactor
-from smtpprobe.relay import (
+from smtpprobe.probe.relay import (
     Relay,
     RelayOptions,
     build_message,
@@ -37,8 +39,6 @@ from smtpprobe.relay import (
     port_mode,
     verdict,
 )
-from smtpprobe.replies import parse_reply
-from smtpprobe.secrets_input import Credentials
 
 USER = "alice@lab.test"
 PASSWORD = "Relay-Secret-92b1e"
@@ -101,21 +101,6 @@ def test_verdict_rules() -> None:
 
 
 # --- lab servers ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> LabCA:
-    return LabCA.create()
-
-
-@pytest.fixture(scope="module")
-def cert(ca: LabCA) -> LabCert:
-    return ca.issue("smtp.lab.test", "127.0.0.1")
-
-
-@pytest.fixture(scope="module")
-def trust(ca: LabCA) -> TrustStore:
-    return TrustStore((ca.cert,), "lab CA")
 
 
 @pytest.fixture
@@ -367,7 +352,7 @@ async def test_cli_exit_codes_and_text(tmp_path: Path) -> None:
 ])
 def test_cli_usage_errors(args: list[str], words: str, monkeypatch: pytest.MonkeyPatch,
                           capsys: pytest.CaptureFixture[str]) -> None:
-    from smtpprobe.cli import main
+    from smtpprobe.cli.app import main
 
     for name in list(os.environ):
         if name.startswith("SMTPPROBE_"):

@@ -1,14 +1,14 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpprobe.models import Stage
-from smtpprobe.replies import (
+from smtpprobe.core.replies import (
     extract_reply,
     find_enhanced,
     from_code_and_message,
     parse_ehlo,
     parse_reply,
 )
+from smtpprobe.models import Stage
 
 
 def test_single_line_with_enhanced_code() -> None:

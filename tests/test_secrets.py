@@ -29,10 +29,10 @@ from urllib.parse import quote
 
 import pytest
 
+from smtpprobe.core.redact import MASK
 from smtpprobe.lab.hostile import HOSTILE
 from smtpprobe.lab.smtp import LabServer, serve
 from smtpprobe.lab.tls import LabCA, LabCert
-from smtpprobe.redact import MASK
 
 USER = "carol@lab.test"
 PASSWORD = "Corr3ct horse:battery-St4ple!"
@@ -100,11 +100,6 @@ class _Lab:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
-
-
-@pytest.fixture(scope="module")
-def ca() -> LabCA:
-    return LabCA.create()
 
 
 @pytest.fixture(scope="module")
@@ -345,7 +340,7 @@ class _Capture(logging.Handler):
 def test_in_process_with_debug_logging(lab: _Lab, cafile: Path, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch, command: str,
                                        server: str) -> None:
-    from smtpprobe.cli import main
+    from smtpprobe.cli.app import main
 
     monkeypatch.setenv(ENV, PASSWORD)
     capture = _Capture(lab.thread.ident)
@@ -378,13 +373,12 @@ def test_in_process_with_debug_logging(lab: _Lab, cafile: Path, tmp_path: Path,
 def test_reprs_of_what_a_run_produces(lab: _Lab, cafile: Path) -> None:
     """The report objects, their steps and the credentials, as a traceback or a debugger
     would show them."""
-    from smtpprobe import knowledge
-    from smtpprobe.certs import load_trust_store
-    from smtpprobe.models import PortMode
-    from smtpprobe.redact import Redactor
-    from smtpprobe.relay import Relay, RelayOptions
-    from smtpprobe.secrets_input import Credentials
-    from smtpprobe.sweep import Sweeper, SweepOptions
+    from smtpprobe.core.certs import load_trust_store
+    from smtpprobe.core.knowledge import load as knowledge
+    from smtpprobe.core.redact import Redactor
+    from smtpprobe.models import Credentials, PortMode
+    from smtpprobe.probe.relay import Relay, RelayOptions
+    from smtpprobe.probe.sweep import Sweeper, SweepOptions
 
     kb = knowledge.load()
     trust = load_trust_store(str(cafile))

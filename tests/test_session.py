@@ -18,21 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtpprobe.address import UsageError, parse_address
+from smtpprobe.core.address import parse_address
+from smtpprobe.core.redact import MASK, Redactor
+from smtpprobe.errors import UnsafeCommand, UsageError
 from smtpprobe.lab.hostile import HOSTILE
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
 from smtpprobe.lab.tls import LabCA, LabCert
 from smtpprobe.models import Failure, FailureKind, Stage
-from smtpprobe.redact import MASK, Redactor
-from smtpprobe.session import (
-    MAX_LINE,
-    Endpoint,
-    Session,
-    UnsafeCommand,
-    _clean,
-    _GroupReader,
-    _reply,
-)
+from smtpprobe.net.session import MAX_LINE, Endpoint, Session, _clean, _GroupReader, _reply
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -20,23 +20,23 @@ from typing import Any
 
 import pytest
 
-from smtpprobe.certs import load_trust_store
-from smtpprobe.cmd_sweep import sweep_exit_code
-from smtpprobe.knowledge import KnowledgeBase
+from smtpprobe.cli.exits import for_sweep as sweep_exit_code
+from smtpprobe.core.certs import load_trust_store
+from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.core.redact import Redactor
 from smtpprobe.models import (
     AuthResult,
     Category,
     CheckStatus,
+    Credentials,
     PortMode,
     PortState,
     RelayReport,
     RelayVerdict,
     SweepReport,
 )
-from smtpprobe.redact import Redactor
-from smtpprobe.relay import Relay, RelayOptions
-from smtpprobe.secrets_input import Credentials
-from smtpprobe.sweep import Sweeper, SweepOptions, parse_ports
+from smtpprobe.probe.relay import Relay, RelayOptions
+from smtpprobe.probe.sweep import Sweeper, SweepOptions, parse_ports
 
 TOPOLOGY: dict[str, Any] = json.loads(
     (Path(__file__).parent / "realmta" / "topology.json").read_text(encoding="utf-8"))

@@ -19,15 +19,17 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from smtpprobe.address import UsageError
-from smtpprobe.certs import TrustStore
-from smtpprobe.knowledge import KnowledgeBase
+from smtpprobe.core.certs import TrustStore
+from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.core.redact import Redactor
+from smtpprobe.errors import UsageError
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
 from smtpprobe.lab.tls import LabCA, LabCert
 from smtpprobe.models import (
     AuthOutcome,
     AuthResult,
     Category,
+    Credentials,
     PortMode,
     PortReport,
     PortState,
@@ -36,9 +38,7 @@ from smtpprobe.models import (
     SweepReport,
     TlsInfo,
 )
-from smtpprobe.redact import Redactor
-from smtpprobe.secrets_input import Credentials
-from smtpprobe.sweep import (
+from smtpprobe.probe.sweep import (
     NOT_TRIED,
     Sweeper,
     SweepOptions,
@@ -81,8 +81,8 @@ def test_mechanism_order_over_tls_and_in_the_clear() -> None:
 
 
 def _auth_step(kb: KnowledgeBase, text: str) -> Step:
-    from smtpprobe.classify import classify_text
-    from smtpprobe.replies import parse_reply
+    from smtpprobe.core.classify import classify_text
+    from smtpprobe.core.replies import parse_reply
 
     return Step(Stage.AUTH, "AUTH PLAIN ****", reply=parse_reply(text),
                 finding=classify_text(kb, Stage.AUTH, text))
@@ -168,21 +168,6 @@ def test_recommend_when_every_port_is_filtered() -> None:
 
 
 # --- lab servers ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> LabCA:
-    return LabCA.create()
-
-
-@pytest.fixture(scope="module")
-def cert(ca: LabCA) -> LabCert:
-    return ca.issue("smtp.lab.test", "127.0.0.1")
-
-
-@pytest.fixture(scope="module")
-def trust(ca: LabCA) -> TrustStore:
-    return TrustStore((ca.cert,), "lab CA")
 
 
 @pytest.fixture
@@ -528,7 +513,7 @@ async def test_cli_world_readable_password_file_warns(tmp_path: Path,
 def test_cli_usage_errors_before_any_traffic(args: list[str], words: str,
                                             monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from smtpprobe.cli import main
+    from smtpprobe.cli.app import main
 
     monkeypatch.delenv("SMTPPROBE_PASSWORD", raising=False)
     monkeypatch.delenv("SMTPPROBE_USER", raising=False)
@@ -542,7 +527,7 @@ def test_cli_usage_errors_before_any_traffic(args: list[str], words: str,
 
 
 def test_cli_has_no_password_option(capsys: pytest.CaptureFixture[str]) -> None:
-    from smtpprobe.cli import main
+    from smtpprobe.cli.app import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["sweep", "127.0.0.1", "--password", PASSWORD])
@@ -559,7 +544,7 @@ def _no_tty() -> bool:
 
 
 def test_password_sources_in_order(tmp_path: Path) -> None:
-    from smtpprobe.secrets_input import PasswordSource, resolve_credentials
+    from smtpprobe.cli.secrets import PasswordSource, resolve_credentials
 
     pwfile = tmp_path / "pw"
     pwfile.write_bytes(b"from-file\r\nsecond line is ignored\n")
@@ -580,7 +565,7 @@ def test_password_sources_in_order(tmp_path: Path) -> None:
 
 
 def test_prompt_only_on_a_terminal() -> None:
-    from smtpprobe.secrets_input import PasswordSource, resolve_credentials
+    from smtpprobe.cli.secrets import PasswordSource, resolve_credentials
 
     asked: list[str] = []
 
@@ -600,7 +585,7 @@ def test_prompt_only_on_a_terminal() -> None:
 @pytest.mark.parametrize("content, words", [
     (b"", "empty"), (b"\n", "empty"), (b"pa\x00ss", "NUL"), (b"\xff\xfe", "UTF-8")])
 def test_bad_password_files(tmp_path: Path, content: bytes, words: str) -> None:
-    from smtpprobe.secrets_input import PasswordSource, resolve_credentials
+    from smtpprobe.cli.secrets import PasswordSource, resolve_credentials
 
     pwfile = tmp_path / "pw"
     pwfile.write_bytes(content)

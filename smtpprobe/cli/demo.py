@@ -1,0 +1,97 @@
+"""`smtpprobe demo`: the tool at work against its lab on this machine, no internet needed."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from smtpprobe.cli.options import JsonOpt, KnowledgeOpt, LangOpt, load_kb, resolve_lang
+from smtpprobe.errors import UsageError
+
+# (address, what it shows in English and German, check options)
+DEMO_CHECKS: tuple[tuple[str, str, str, dict[str, object]], ...] = (
+    ("alice@good.test", "an address that exists", "eine Adresse, die existiert", {}),
+    ("nobody@good.test", "an address that does not exist", "eine Adresse, die es nicht gibt",
+     {}),
+    ("alice@backup.test", "the first MX is down; the backup MX answers",
+     "der erste MX ist aus; der Ersatz-MX antwortet", {}),
+    ("bob@full.test", "a full mailbox", "ein volles Postfach", {}),
+    ("alice@grey.test", "greylisting", "Greylisting", {}),
+    ("alice@blocked.test", "the server blocks the prober, not the address",
+     "der Server sperrt den Prüfer, nicht die Adresse", {}),
+    ("someone@catchall.test", "a catch-all domain (--catch-all)",
+     "eine Catch-all-Domain (--catch-all)", {"catch_all": True}),
+    ("alice@tls.test", "a server that insists on STARTTLS (--no-starttls)",
+     "ein Server, der auf STARTTLS besteht (--no-starttls)", {"starttls": False}),
+    ("alice@nullmx.test", "a domain that accepts no mail (null MX)",
+     "eine Domain, die keine Mail annimmt (Null-MX)", {}),
+    ("alice@nosuch.test", "a domain that does not exist", "eine Domain, die es nicht gibt", {}),
+)
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def demo(
+    lang: LangOpt = None,
+    as_json: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose",
+                                          help="Show full transcripts.")] = False,
+    knowledge_dir: KnowledgeOpt = None,
+) -> None:
+    """Run checks against embedded lab servers and a lab DNS zone on 127.0.0.x (Linux)."""
+    language = resolve_lang(lang)
+    kb = load_kb(knowledge_dir)
+    from dataclasses import replace
+
+    from smtpprobe.core.address import parse_address
+    from smtpprobe.lab.world import lab_world
+    from smtpprobe.models import CheckReport
+    from smtpprobe.probe.check import Checker, CheckOptions
+
+    async def run() -> list[tuple[str, CheckReport]]:
+        async with lab_world() as world:
+            base = CheckOptions(helo="probe.smtpprobe.test", port=world.port,
+                                nameservers=(world.resolver,), cafile=world.cafile,
+                                timeout=5.0, deadline=20.0)
+            out = []
+            for address_text, what_en, what_de, extra in DEMO_CHECKS:
+                what = what_de if language == "de" else what_en
+                address = parse_address(address_text)
+                assert address is not None
+                options = replace(base, **extra)  # type: ignore[arg-type]
+                out.append((what, await Checker(kb, options).check(address)))
+            return out
+
+    import asyncio
+
+    try:
+        results = asyncio.run(run())
+    except OSError as exc:
+        raise UsageError(f"cannot start the lab servers on 127.0.0.21-29 ({exc.strerror or exc}); "
+                         f"the demo needs Linux, where any 127.x address works") from None
+    if as_json:
+        from smtpprobe.report.json import check_dict, dumps
+
+        for _, report in results:
+            sys.stdout.write(dumps(check_dict(report, language), indent=None) + "\n")
+        return
+    from rich.rule import Rule
+
+    from smtpprobe.core.redact import Redactor
+    from smtpprobe.report.text import check_view, console
+
+    out = console()
+    out.print("smtpprobe demo: lab mail servers and a DNS zone on 127.0.0.x, nothing leaves "
+              "this machine." if language == "en" else
+              "smtpprobe-Demo: Labor-Mailserver und eine DNS-Zone auf 127.0.0.x; nichts "
+              "verlässt diesen Rechner.")
+    for what, report in results:
+        out.print(Rule(f"smtpprobe check {report.address}  ({what})", align="left"))
+        out.print(check_view(report, language, Redactor(), verbose=verbose))
+    out.print(Rule())
+    summary = ", ".join(f"{r.address}: {r.verdict.value}" for _, r in results)
+    out.print(summary, style="dim")

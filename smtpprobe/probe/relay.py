@@ -1,0 +1,485 @@
+"""Orchestration of `smtpprobe relay`: can an application still send through its relay?
+
+A CI smoke test after each deploy. One conversation runs the checks in order (connect, tls,
+auth, mail, one rcpt per recipient, and with --send a small test message); each passes, fails
+or is skipped with its classified finding. The open-relay check is a second conversation
+without a login that asks the server to pass mail between two outside domains, and never
+sends DATA. The names in that envelope are never connected to: they only fill MAIL and RCPT.
+
+The verdict: fail when a check fails for good, temporary when the only failures may clear up
+by themselves (4xx, timeouts), pass otherwise. Exit codes follow it (0 / 1 / 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate
+
+from smtpprobe.core.address import is_ip
+from smtpprobe.core.certs import TrustStore
+from smtpprobe.core.classify import classify_failure
+from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.core.redact import Redactor
+from smtpprobe.models import (
+    AuthResult,
+    CheckStatus,
+    Credentials,
+    Failure,
+    FailureKind,
+    Finding,
+    PortMode,
+    Reason,
+    RelayCheck,
+    RelayReport,
+    RelayVerdict,
+    Reply,
+    Severity,
+    Stage,
+    Step,
+    TlsInfo,
+)
+from smtpprobe.net.session import Session
+from smtpprobe.probe.sweep import Engine, where
+
+TLS_MODES = ("auto", "starttls", "implicit", "none")
+OPEN_RELAY_FROM = "smtpprobe-relay-test@example.com"
+OPEN_RELAY_TO = "smtpprobe-relay-test@example.net"
+
+
+@dataclass(frozen=True, slots=True)
+class RelayOptions:
+    host: str
+    port: int = 587
+    tls: str = "auto"  # auto | starttls | implicit | none
+    helo: str = "localhost"
+    mail_from: str | None = None
+    recipients: tuple[str, ...] = ()
+    send: bool = False
+    open_relay_check: bool = False
+    open_relay_from: str = OPEN_RELAY_FROM
+    open_relay_to: str = OPEN_RELAY_TO
+    timeout: float = 10.0  # per step
+    deadline: float = 60.0  # for the whole run
+    allow_plaintext_auth: bool = False
+    verify: bool = True  # a certificate problem fails the tls check
+    nameservers: tuple[tuple[str, int], ...] | None = None
+    dns_timeout: float = 5.0
+    source_address: str | None = None
+
+
+def port_mode(port: int, tls: str) -> tuple[PortMode, bool]:
+    """The mode for a port and --tls, and whether TLS is required. Port 465 is implicit TLS
+    (RFC 8314 3.3); on 587 STARTTLS is required, since a submission client must not send its
+    password in the clear (RFC 8314 3.4); on other ports it is used when offered."""
+    if tls == "implicit":
+        return PortMode.TLS, True
+    if tls == "starttls":
+        return PortMode.STARTTLS, True
+    if tls == "none":
+        return PortMode.PLAIN, False
+    if port == 465:
+        return PortMode.TLS, True
+    return PortMode.STARTTLS, port == 587
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+_QUEUE_ID_PATTERNS = (
+    re.compile(r"queued as\s+<?([A-Za-z0-9._-]+)>?", re.IGNORECASE),  # Postfix, many others
+    re.compile(r"\bid=([A-Za-z0-9-]+)", re.IGNORECASE),  # Exim
+    re.compile(r"\bInternalId=(\d+)", re.IGNORECASE),  # Microsoft 365 / Exchange
+    re.compile(r"(<[^<>\s]+>)\s.*queued mail for delivery", re.IGNORECASE),  # Exchange
+    re.compile(r"\bok\s+\d+\s+([A-Za-z0-9._-]+)\s+-\s+gsmtp", re.IGNORECASE),  # Gmail
+    re.compile(r"\bqp\s+(\d+)", re.IGNORECASE),  # qmail
+    re.compile(r"^(?:2\.\d{1,3}\.\d{1,3}\s+)?([A-Za-z0-9]{8,})\s+message accepted",
+               re.IGNORECASE),  # Sendmail
+)
+
+
+def parse_queue_id(reply: Reply) -> str | None:
+    """The id the server gave the accepted message (RFC 5321 4.2.5 leaves its form free)."""
+    if reply.klass != 2:
+        return None
+    for line in reply.lines:
+        text = line.strip()
+        for pattern in _QUEUE_ID_PATTERNS:
+            match = pattern.search(text)
+            if match:
+                return match.group(1)
+    return None
+
+
+def build_message(mail_from: str, recipients: Sequence[str], *, helo: str,
+                  token: str | None = None) -> tuple[bytes, str, str]:
+    """A small test message: (bytes, Message-ID, subject). The token makes both unique, so
+    the message can be found in a mailbox or a log."""
+    token = token or uuid.uuid4().hex
+    domain = helo.strip("[]") if helo else "localhost"
+    message_id = f"<smtpprobe-{token}@{domain}>"
+    subject = f"smtpprobe relay test {token}"
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = mail_from
+    msg["To"] = ", ".join(recipients)
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = message_id
+    # RFC 3834 5: tell auto-responders and vacation programs not to answer.
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Smtpprobe"] = "relay test"
+    msg.set_content(
+        "This message was sent by `smtpprobe relay --send` to check that the mail relay\n"
+        "accepts and queues mail. It can be deleted.\n\n"
+        f"Test id: {token}\n", charset="us-ascii", cte="7bit")
+    return msg.as_bytes(), message_id, subject
+
+
+def verdict(checks: Sequence[RelayCheck]) -> RelayVerdict:
+    failed = [c for c in checks if c.status is CheckStatus.FAIL]
+    if any(not c.temporary for c in failed):
+        return RelayVerdict.FAIL
+    if failed:
+        return RelayVerdict.TEMPORARY
+    return RelayVerdict.PASS
+
+
+def _temporary(finding: Finding | None, step: Step | None) -> bool:
+    if step is not None and step.reply is not None:
+        return step.reply.klass == 4
+    return bool(finding is not None and finding.retryable)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Run:
+    """What one run collects on its way."""
+
+    checks: list[RelayCheck] = field(default_factory=list)
+    tls: TlsInfo | None = None
+    message_id: str | None = None
+    queue_id: str | None = None
+
+
+class Relay:
+    def __init__(self, kb: KnowledgeBase, options: RelayOptions, *, trust: TrustStore,
+                 redactor: Redactor, credentials: Credentials | None = None) -> None:
+        self.kb = kb
+        self.options = options
+        self.credentials = credentials
+        self.engine = Engine(kb, helo=options.helo, timeout=options.timeout, trust=trust,
+                             redactor=redactor, source_address=options.source_address)
+        self.mode, self.tls_required = port_mode(options.port, options.tls)
+
+    async def run(self) -> RelayReport:
+        """Every check in order. Never raises for anything a server or DNS does."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        deadline = loop.time() + self.options.deadline
+        opts = self.options
+        run = _Run()
+        address, name, dns_finding = await self._resolve(deadline)
+        if address is None:
+            assert dns_finding is not None
+            run.checks.append(RelayCheck("connect", CheckStatus.FAIL, dns_finding,
+                                         temporary=dns_finding.retryable))
+            self._skip_rest(run, "connect")
+        else:
+            session = self.engine.session(address, opts.port, name, deadline)
+            try:
+                await self._main(session, run)
+            finally:
+                session.close()
+            if opts.open_relay_check:
+                relay_session = self.engine.session(address, opts.port, name, deadline)
+                try:
+                    run.checks.append(await self._open_relay(relay_session))
+                finally:
+                    relay_session.close()
+        return RelayReport(
+            host=opts.host, address=address or "", port=opts.port, mode=self.mode,
+            verdict=verdict(run.checks), checks=tuple(run.checks), tls=run.tls,
+            message_id=run.message_id, queue_id=run.queue_id,
+            user=self.credentials.user if self.credentials else None,
+            elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    async def _resolve(self, deadline: float) -> tuple[str | None, str | None, Finding | None]:
+        host = self.options.host
+        if is_ip(host):
+            return host, None, None
+        from smtpprobe.net.dns import resolve_host
+
+        loop = asyncio.get_running_loop()
+        budget = max(0.1, min(self.options.dns_timeout, deadline - loop.time()))
+        found = await resolve_host(host, nameservers=self.options.nameservers, timeout=budget)
+        if found.addresses:
+            return found.addresses[0], host, None
+        failure = found.failure or Failure(FailureKind.DNS_NO_ADDRESS, f"{host} has no address")
+        return None, None, classify_failure(self.kb, Stage.DNS, failure)
+
+    # The checks after the first one that could not run: skipped, with the reason.
+    def _skip_rest(self, run: _Run, after: str) -> None:
+        opts = self.options
+        names = ["tls", "auth", "mail"] + [f"rcpt:{r}" for r in opts.recipients] + ["send"]
+        done = {c.name if c.subject is None else f"{c.name}:{c.subject}" for c in run.checks}
+        for item in names:
+            if item in done:
+                continue
+            check, _, subject = item.partition(":")
+            if check == "send" and not opts.send:
+                continue
+            run.checks.append(RelayCheck(check, CheckStatus.SKIP, subject=subject or None,
+                                         note=Reason("skip_after", (("check", after),))))
+
+    def _failed(self, name: str, steps: list[Step], *, subject: str | None = None,
+                started: float) -> RelayCheck:
+        last = steps[-1]
+        return RelayCheck(name, CheckStatus.FAIL, last.finding, subject=subject,
+                          temporary=_temporary(last.finding, last), steps=tuple(steps),
+                          elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    def _passed(self, name: str, steps: list[Step], *, subject: str | None = None,
+                started: float, finding: Finding | None = None,
+                note: Reason | None = None) -> RelayCheck:
+        return RelayCheck(name, CheckStatus.PASS, finding or steps[-1].finding,
+                          subject=subject, steps=tuple(steps), note=note,
+                          elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    async def _main(self, session: Session, run: _Run) -> None:
+        engine, opts = self.engine, self.options
+        label = session.endpoint.name or session.endpoint.address
+
+        # connect: TCP, (TLS on 465), the greeting and EHLO.
+        started = time.perf_counter()
+        steps: list[Step] = []
+        greeting = await session.connect(implicit_tls=self.mode is PortMode.TLS)
+        engine.take(session, steps)
+        if greeting.reply is not None and greeting.reply.code == 220:
+            hello = await session.ehlo()
+            engine.take(session, steps)
+            ok = hello.reply is not None and hello.reply.code == 250
+        else:
+            ok = False
+        if not ok:
+            run.checks.append(self._failed("connect", steps, started=started))
+            await session.quit()
+            self._skip_rest(run, "connect")
+            return
+        run.checks.append(self._passed("connect", steps, started=started,
+                                       finding=steps[0].finding))
+
+        # tls
+        started = time.perf_counter()
+        steps = []
+        if self.mode is PortMode.STARTTLS:
+            caps = session.capabilities
+            if caps is None or not caps.starttls:
+                finding = engine.observe(Stage.STARTTLS, FailureKind.NOT_OFFERED,
+                                         f"{where(session.endpoint.address, opts.port)} "
+                                         f"does not offer STARTTLS")
+                if self.tls_required:
+                    run.checks.append(RelayCheck("tls", CheckStatus.FAIL, finding,
+                                                 elapsed_ms=0.0))
+                    await session.quit()
+                    self._skip_rest(run, "tls")
+                    return
+                run.checks.append(RelayCheck("tls", CheckStatus.SKIP, finding,
+                                             note=Reason("tls_optional")))
+            else:
+                start = await session.starttls()
+                engine.take(session, steps)
+                ok = start.reply is not None and start.reply.code == 220
+                if ok:
+                    again = await session.ehlo()
+                    engine.take(session, steps)
+                    ok = again.reply is not None and again.reply.code == 250
+                if not ok:
+                    run.checks.append(self._failed("tls", steps, started=started))
+                    await session.quit()
+                    self._skip_rest(run, "tls")
+                    return
+                run.checks.append(self._tls_check(session, steps, label, started))
+        elif self.mode is PortMode.TLS:
+            run.checks.append(self._tls_check(session, steps, label, started))
+        else:
+            run.checks.append(RelayCheck("tls", CheckStatus.SKIP, note=Reason("tls_none")))
+        run.tls = session.tls
+        if run.checks[-1].status is CheckStatus.FAIL:
+            await session.quit()
+            self._skip_rest(run, "tls")
+            return
+
+        # auth
+        started = time.perf_counter()
+        steps = []
+        if self.credentials is None:
+            run.checks.append(RelayCheck("auth", CheckStatus.SKIP, note=Reason("no_user")))
+        else:
+            outcome = await engine.login(session, self.credentials, steps,
+                                         allow_plaintext=opts.allow_plaintext_auth,
+                                         tls_expected=self.tls_required,
+                                         verify=opts.verify)
+            elapsed = (time.perf_counter() - started) * 1000
+            if outcome.result is AuthResult.OK:
+                run.checks.append(RelayCheck("auth", CheckStatus.PASS, outcome.finding,
+                                             steps=tuple(steps), elapsed_ms=elapsed,
+                                             note=Reason("auth_with", (
+                                                 ("mechanism", outcome.mechanism or ""),))))
+            else:
+                last = steps[-1] if steps else None
+                run.checks.append(RelayCheck(
+                    "auth", CheckStatus.FAIL, outcome.finding, steps=tuple(steps),
+                    temporary=outcome.result is AuthResult.TEMPORARY or (
+                        outcome.result is AuthResult.ERROR and _temporary(outcome.finding,
+                                                                          last)),
+                    elapsed_ms=elapsed))
+                await session.quit()
+                self._skip_rest(run, "auth")
+                return
+
+        # mail
+        if opts.mail_from is None:
+            run.checks.append(RelayCheck("mail", CheckStatus.SKIP, note=Reason("no_from")))
+            await session.quit()
+            return
+        started = time.perf_counter()
+        steps = []
+        mail = await session.mail(opts.mail_from)
+        engine.take(session, steps)
+        if mail.reply is None or mail.reply.code != 250:
+            run.checks.append(self._failed("mail", steps, started=started))
+            await session.quit()
+            self._skip_rest(run, "mail")
+            return
+        run.checks.append(self._passed("mail", steps, started=started))
+
+        # rcpt, one check per recipient
+        accepted: list[str] = []
+        for recipient in opts.recipients:
+            started = time.perf_counter()
+            steps = []
+            rcpt = await session.rcpt(recipient)
+            engine.take(session, steps)
+            if rcpt.reply is not None and rcpt.reply.code in (250, 251):
+                accepted.append(recipient)
+                run.checks.append(self._passed("rcpt", steps, subject=recipient,
+                                               started=started))
+            else:
+                run.checks.append(self._failed("rcpt", steps, subject=recipient,
+                                               started=started))
+                if not session.connected:
+                    break
+
+        # send
+        if opts.send:
+            if not accepted:
+                self._skip_rest(run, "rcpt")
+            else:
+                run.checks.append(await self._send(session, run, accepted))
+        else:
+            self._skip_rest(run, "rcpt")
+        await session.quit()
+
+    def _tls_check(self, session: Session, steps: list[Step], label: str,
+                   started: float) -> RelayCheck:
+        problems = self.engine.tls_findings(session.tls, label)
+        serious = [f for f in problems if f.severity not in (Severity.OK, Severity.INFO)]
+        elapsed = (time.perf_counter() - started) * 1000
+        if serious and self.options.verify:
+            return RelayCheck("tls", CheckStatus.FAIL, serious[0], steps=tuple(steps),
+                              elapsed_ms=elapsed)
+        tls = session.tls
+        note = Reason("tls_with", (("version", tls.version if tls else ""),
+                                   ("cipher", tls.cipher if tls else "")))
+        finding = serious[0] if serious else (problems[0] if problems else
+                                              (steps[0].finding if steps else None))
+        return RelayCheck("tls", CheckStatus.PASS, finding, steps=tuple(steps),
+                          elapsed_ms=elapsed, note=note)
+
+    async def _send(self, session: Session, run: _Run, accepted: list[str]) -> RelayCheck:
+        opts = self.options
+        assert opts.mail_from is not None
+        started = time.perf_counter()
+        steps: list[Step] = []
+        message, message_id, _ = build_message(opts.mail_from, accepted, helo=opts.helo)
+        run.message_id = message_id
+        await session.data(message)
+        self.engine.take(session, steps)
+        last = steps[-1]
+        if last.reply is not None and last.reply.code == 250 and len(steps) >= 2:
+            run.queue_id = parse_queue_id(last.reply)
+            return self._passed("send", steps, started=started,
+                                note=Reason("queued", (("queue_id", run.queue_id or "?"),
+                                                       ("message_id", message_id))))
+        return self._failed("send", steps, started=started)
+
+    async def _open_relay(self, session: Session) -> RelayCheck:
+        """Without AUTH: MAIL from an outside sender, RCPT to an outside recipient, no DATA."""
+        engine, opts = self.engine, self.options
+        started = time.perf_counter()
+        steps: list[Step] = []
+        here = where(session.endpoint.address, opts.port)
+
+        def cannot_tell() -> RelayCheck:
+            last = steps[-1]
+            return RelayCheck("open_relay", CheckStatus.FAIL, last.finding,
+                              temporary=_temporary(last.finding, last), steps=tuple(steps),
+                              elapsed_ms=(time.perf_counter() - started) * 1000,
+                              note=Reason("open_relay_unknown"))
+
+        greeting = await session.connect(implicit_tls=self.mode is PortMode.TLS)
+        engine.take(session, steps)
+        if greeting.reply is None or greeting.reply.code != 220:
+            return cannot_tell()
+        hello = await session.ehlo()
+        engine.take(session, steps)
+        if hello.reply is None or hello.reply.code != 250:
+            await session.quit()
+            return cannot_tell()
+        caps = session.capabilities
+        if self.mode is PortMode.STARTTLS and caps is not None and caps.starttls:
+            # Some servers refuse everything before STARTTLS; the question is whether they
+            # relay once it is up, so ask it over TLS.
+            start = await session.starttls()
+            engine.take(session, steps)
+            if start.reply is not None and start.reply.code == 220:
+                again = await session.ehlo()
+                engine.take(session, steps)
+                if again.reply is None or again.reply.code != 250:
+                    await session.quit()
+                    return cannot_tell()
+            elif not session.connected:
+                return cannot_tell()
+        mail = await session.mail(opts.open_relay_from)
+        engine.take(session, steps)
+        decisive = mail
+        if mail.reply is not None and mail.reply.code == 250:
+            decisive = await session.rcpt(opts.open_relay_to)
+            engine.take(session, steps)
+        await session.quit()
+        engine.take(session, steps)
+        last = next(s for s in reversed(steps) if s.stage is decisive.stage)
+        elapsed = (time.perf_counter() - started) * 1000
+        reply = last.reply
+        if reply is None or reply.klass == 4:
+            return cannot_tell()
+        said = reply.render().replace("\n", " | ")
+        if reply.klass == 2:
+            finding = engine.observe(
+                Stage.RCPT, FailureKind.OPEN_RELAY,
+                f"{here} accepted RCPT TO:<{opts.open_relay_to}> from "
+                f"<{opts.open_relay_from}> without authentication: {said}")
+            return RelayCheck("open_relay", CheckStatus.FAIL, finding, steps=tuple(steps),
+                              elapsed_ms=elapsed)
+        command = "RCPT TO" if last.stage is Stage.RCPT else "MAIL FROM"
+        finding = engine.observe(last.stage, FailureKind.RELAY_REFUSED,
+                                 f"without authentication {here} refused {command}: {said}")
+        return RelayCheck("open_relay", CheckStatus.PASS, finding, steps=tuple(steps),
+                          elapsed_ms=elapsed)
