@@ -413,6 +413,13 @@ async def _escape_codes(conn: RawConnection) -> None:
     await mta.run()
 
 
+def closed_port() -> int:
+    """A port nothing listens on (it was free a moment ago): connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class FilteredPort:
     """A loopback port that acts like one behind a firewall that drops packets: TCP connects
     to it hang until the client gives up.

@@ -9,9 +9,11 @@ which the probe is told with `port=`.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +108,33 @@ async def lab_world(domains: Sequence[Domain] = DEMO_DOMAINS, *,
         finally:
             for server in servers:
                 await server.close()
+
+
+@contextmanager
+def lab_world_in_thread(domains: Sequence[Domain] | None = None) -> Iterator[LabWorld]:
+    """A lab world served from a thread of its own, for tests that run the real command line
+    as a subprocess (the lab needs a running event loop while the test waits)."""
+    ready: dict[str, LabWorld] = {}
+    stop = threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            async with lab_world(domains or DEMO_DOMAINS) as lab:
+                ready["world"] = lab
+                while not stop.is_set():
+                    await asyncio.sleep(0.05)
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if "world" in ready or not thread.is_alive():
+                break
+            stop.wait(0.05)
+        assert "world" in ready, "the lab world did not start"
+        yield ready["world"]
+    finally:
+        stop.set()
+        thread.join(timeout=10)

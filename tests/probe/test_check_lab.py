@@ -11,14 +11,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import lab_world_in_thread
 
 from smtpprobe.core.address import parse_address
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import Record
 from smtpprobe.lab.smtp import serve
 from smtpprobe.lab.tls import LabCA
-from smtpprobe.lab.world import DEMO_DOMAINS, Domain, LabWorld, lab_world, records_for
+from smtpprobe.lab.world import (
+    DEMO_DOMAINS,
+    Domain,
+    LabWorld,
+    lab_world,
+    lab_world_in_thread,
+    records_for,
+)
 from smtpprobe.models import AddressStatus, Category, CheckReport, FailureKind, Stage, Verdict
 from smtpprobe.probe.check import Checker, CheckOptions
 

@@ -39,7 +39,7 @@ from smtpprobe.probe.relay import Relay, RelayOptions
 from smtpprobe.probe.sweep import Sweeper, SweepOptions, parse_ports
 
 TOPOLOGY: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "realmta" / "topology.json").read_text(encoding="utf-8"))
+    (Path(__file__).parent / "topology.json").read_text(encoding="utf-8"))
 ENV = TOPOLOGY["env"]
 LISTENERS: dict[str, dict[str, Any]] = TOPOLOGY["listeners"]
 REPLIES: dict[str, dict[str, Any]] = TOPOLOGY["replies"]

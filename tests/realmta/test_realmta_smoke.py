@@ -34,7 +34,7 @@ import dns.rdatatype
 import dns.reversename
 import pytest
 
-TOPOLOGY_FILE = Path(__file__).parent / "realmta" / "topology.json"
+TOPOLOGY_FILE = Path(__file__).parent / "topology.json"
 TOPOLOGY: dict[str, Any] = json.loads(TOPOLOGY_FILE.read_text(encoding="utf-8"))
 ENV = TOPOLOGY["env"]
 LISTENERS: dict[str, dict[str, Any]] = TOPOLOGY["listeners"]
@@ -492,7 +492,7 @@ async def test_blocked_mx_refuses_the_client(
 
 
 def test_env_prints_no_password(realmta: RealMta) -> None:
-    script = Path(__file__).parent / "realmta" / "realmta.sh"
+    script = Path(__file__).parent / "realmta.sh"
     out = subprocess.run(
         [str(script), "env"], check=True, capture_output=True, text=True, timeout=10
     )

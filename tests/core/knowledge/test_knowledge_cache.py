@@ -12,7 +12,7 @@ from smtpprobe.core.classify import check_examples, classify_text
 from smtpprobe.core.knowledge import load as knowledge
 from smtpprobe.models import Stage
 
-SOURCE = Path(__file__).resolve().parent.parent / "knowledge"
+SOURCE = Path(__file__).resolve().parents[3] / "knowledge"
 
 
 def env_for(cache: Path, kdir: Path) -> dict[str, str]:

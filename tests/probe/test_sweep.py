@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
 from smtpprobe.core.certs import TrustStore
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.core.redact import Redactor
 from smtpprobe.errors import UsageError
+from smtpprobe.lab.hostile import closed_port as free_port
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
 from smtpprobe.lab.tls import LabCA, LabCert
 from smtpprobe.models import (

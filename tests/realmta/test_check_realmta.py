@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 TOPOLOGY: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "realmta" / "topology.json").read_text(encoding="utf-8"))
+    (Path(__file__).parent / "topology.json").read_text(encoding="utf-8"))
 ENV = TOPOLOGY["env"]
 
 pytestmark = [

@@ -22,7 +22,7 @@ from smtpprobe.core.classify import explain
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.models import Category, Stage
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 CORPUS = ROOT / "tests" / "data" / "corpus.jsonl"
 
 

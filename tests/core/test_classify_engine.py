@@ -17,7 +17,7 @@ from smtpprobe.core.replies import parse_reply
 from smtpprobe.models import Category, Stage
 
 CORPUS = [json.loads(line)["reply"]
-          for line in (Path(__file__).parent / "data" / "corpus.jsonl").open(encoding="utf-8")]
+          for line in (Path(__file__).parents[1] / "data" / "corpus.jsonl").open(encoding="utf-8")]
 
 
 def screen_passes(literals: tuple[tuple[frozenset[str], ...], ...] | None, text: str,

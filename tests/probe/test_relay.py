@@ -13,12 +13,12 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
 from smtpprobe.core.certs import TrustStore
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.core.redact import Redactor
 from smtpprobe.core.replies import parse_reply
+from smtpprobe.lab.hostile import closed_port as free_port
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
 from smtpprobe.lab.tls import LabCA, LabCert
 from smtpprobe.models import (

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import lab_world_in_thread
 
 from smtpprobe.cli.run_check import check_all
 from smtpprobe.core.address import Address, parse_address
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import LabDns, Record
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
-from smtpprobe.lab.world import DEMO_DOMAINS, Domain, LabWorld, lab_world
+from smtpprobe.lab.world import DEMO_DOMAINS, Domain, LabWorld, lab_world, lab_world_in_thread
 from smtpprobe.models import CheckReport
 from smtpprobe.probe.batch import BatchChecker, BatchOptions, check_many, transaction_size
 from smtpprobe.probe.check import Checker, CheckOptions
@@ -317,7 +316,7 @@ def test_cli_file_prints_json_lines_in_input_order(tmp_path: Path) -> None:
 # --- the real Postfix -----------------------------------------------------------------------------
 
 TOPOLOGY: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "realmta" / "topology.json").read_text(encoding="utf-8"))
+    (Path(__file__).parents[1] / "realmta" / "topology.json").read_text(encoding="utf-8"))
 ENV = TOPOLOGY["env"]
 
 
