@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +22,15 @@ def test_import_contracts_hold() -> None:
 
 
 def test_subpackages_have_empty_init_files() -> None:
-    # Importing a package must cost nothing beyond the module the caller asked for.
+    # Importing a package must cost nothing beyond the module the caller asked for: at most
+    # a docstring, no statement.
     inits = [p for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE]
-    assert inits
+    assert len(inits) >= 6
     for init in inits:
-        assert init.read_text(encoding="utf-8").strip() == "", init.relative_to(ROOT)
+        body = ast.parse(init.read_text(encoding="utf-8")).body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]
+        assert body == [], init.relative_to(ROOT)
 
 
 def test_top_level_init_imports_nothing() -> None:
