@@ -128,7 +128,7 @@ def check(
     # reported) before any traffic.
     find_knowledge_dir(knowledge_dir)
     user_kb = knowledge_dir is not None or bool(os.environ.get(ENV_VAR))
-    output = "smtpprobe.report.json" if as_json else "smtpprobe.report.text"
+    output = "smtpprobe.report.json" if as_json else "smtpprobe.report.text_check"
 
     def warm_and_load() -> KnowledgeBase:
         # Runs in a thread while the first conversation waits for the network: the output

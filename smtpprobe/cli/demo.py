@@ -73,16 +73,18 @@ def demo(
     except OSError as exc:
         raise UsageError(f"cannot start the lab servers on 127.0.0.21-29 ({exc.strerror or exc}); "
                          f"the demo needs Linux, where any 127.x address works") from None
+    from smtpprobe.core.redact import Redactor
+
     if as_json:
         from smtpprobe.report.json import check_dict, dumps
 
         for _, report in results:
-            sys.stdout.write(dumps(check_dict(report, language), indent=None) + "\n")
+            sys.stdout.write(dumps(check_dict(report, language), Redactor(), indent=None) + "\n")
         return
     from rich.rule import Rule
 
-    from smtpprobe.core.redact import Redactor
-    from smtpprobe.report.text import check_view, console
+    from smtpprobe.report.text import console
+    from smtpprobe.report.text_check import check_view
 
     out = console()
     out.print("smtpprobe demo: lab mail servers and a DNS zone on 127.0.0.x, nothing leaves "

@@ -49,7 +49,8 @@ def _batch(kb: KnowledgeBase, source: str, lang: str) -> int:
     import json
 
     from smtpprobe.core.classify import explain as explain_reply
-    from smtpprobe.report.json import explain_dict
+    from smtpprobe.core.redact import Redactor
+    from smtpprobe.report.json import dumps, explain_dict
 
     try:
         stream = sys.stdin if source == "-" else open(source, encoding="utf-8", errors="replace")
@@ -57,6 +58,7 @@ def _batch(kb: KnowledgeBase, source: str, lang: str) -> int:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
     bad = 0
     out = sys.stdout
+    nothing = Redactor()  # explain knows no secret; the output still goes the one way
     with stream:
         for number, line in enumerate(stream, 1):
             if not line.strip():
@@ -74,7 +76,7 @@ def _batch(kb: KnowledgeBase, source: str, lang: str) -> int:
                 out.write(json.dumps({"line": number, "error": str(exc).split("\n")[0]}) + "\n")
                 continue
             finding, reply = explain_reply(kb, _text(item["reply"]), stage)
-            out.write(json.dumps(explain_dict(finding, reply, lang), ensure_ascii=False) + "\n")
+            out.write(dumps(explain_dict(finding, reply, lang), nothing, indent=None) + "\n")
     if bad:
         sys.stderr.write(f"smtpprobe: error: {bad} line(s) of {source} could not be read\n")
         return exits.USAGE
@@ -110,14 +112,16 @@ def explain(
             sys.stderr.write("Paste the reply or bounce, then Ctrl-D:\n")
         reply = sys.stdin.read(1 << 20)
     finding, parsed = _explain_one(kb, reply, the_stage, language)
+    from smtpprobe.core.redact import Redactor
+
     if as_json:
         from smtpprobe.report.json import dumps, explain_dict
 
-        sys.stdout.write(dumps(explain_dict(finding, parsed, language)) + "\n")
+        sys.stdout.write(dumps(explain_dict(finding, parsed, language), Redactor()) + "\n")
         return
-    from smtpprobe.core.redact import Redactor
-    from smtpprobe.report.text import console, finding_panel
+    from smtpprobe.report.text import console
+    from smtpprobe.report.text_explain import explain_view
 
-    console().print(finding_panel(finding, language, Redactor(), reply=parsed))
+    console().print(explain_view(finding, parsed, language, Redactor()))
 
 

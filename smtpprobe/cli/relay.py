@@ -176,12 +176,11 @@ def relay(
                              f"{exc.strerror or exc}\n")
             raise typer.Exit(exits.USAGE) from None
     if as_json:
-        from smtpprobe.report.json import dumps
-        from smtpprobe.report.submit import relay_dict
+        from smtpprobe.report.json import dumps, relay_dict
 
         sys.stdout.write(dumps(relay_dict(report, language), redact) + "\n")
     else:
-        from smtpprobe.report.text_submit import relay_view
+        from smtpprobe.report.text_relay import relay_view
 
         wide_console().print(relay_view(report, language, redact, verbose=verbose))
     raise typer.Exit(exits.for_relay(report))

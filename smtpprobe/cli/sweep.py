@@ -149,12 +149,11 @@ def sweep(
 
     report = asyncio.run(sweeper.sweep())
     if as_json:
-        from smtpprobe.report.json import dumps
-        from smtpprobe.report.submit import sweep_dict
+        from smtpprobe.report.json import dumps, sweep_dict
 
         sys.stdout.write(dumps(sweep_dict(report, language), redact) + "\n")
     else:
-        from smtpprobe.report.text_submit import sweep_view
+        from smtpprobe.report.text_sweep import sweep_view
 
         wide_console().print(sweep_view(report, language, redact, verbose=verbose))
     raise typer.Exit(exits.for_sweep(report))

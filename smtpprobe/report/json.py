@@ -1,7 +1,9 @@
-"""Machine-readable output: plain dicts for JSON (versioned schemas, docs/json.md).
+"""Machine-readable output: plain dicts for JSON, every command's schema in one place
+(versioned: check and explain in docs/json.md, sweep in docs/sweep.md, relay in docs/relay.md),
+and `dumps`, the only way out for them.
 
-Pure: no rich, no I/O. Every string that could hold server text or user input passes through
-the redactor on its way out, the last guard against a secret leaking.
+Pure: no rich, no I/O (the JSON path must not pay for rich's import). `dumps` takes the
+redactor and scrubs the whole dict (report/redaction.py), so no field can forget it.
 """
 
 from __future__ import annotations
@@ -10,10 +12,30 @@ import json
 from typing import Any
 
 from smtpprobe.core.redact import Redactor
-from smtpprobe.models import CheckReport, Finding, HostReport, MxResult, Reply, Step, TlsInfo
+from smtpprobe.models import (
+    AuthOutcome,
+    Capabilities,
+    CheckReport,
+    Finding,
+    HostReport,
+    MxResult,
+    PortMode,
+    PortReport,
+    Recommendation,
+    RelayCheck,
+    RelayReport,
+    Reply,
+    Step,
+    SweepReport,
+    TlsInfo,
+)
+from smtpprobe.report.redaction import scrub
+from smtpprobe.report.words import note_text, reason_text
 
 CHECK_SCHEMA = "smtpprobe.check/1"
 EXPLAIN_SCHEMA = "smtpprobe.explain/1"
+SWEEP_SCHEMA = "smtpprobe.sweep/1"
+RELAY_SCHEMA = "smtpprobe.relay/1"
 
 
 def finding_dict(finding: Finding, lang: str) -> dict[str, Any]:
@@ -64,15 +86,18 @@ def tls_dict(tls: TlsInfo | None) -> dict[str, Any] | None:
     }
 
 
+def _extensions(caps: Capabilities | None) -> list[str] | None:
+    if caps is None:
+        return None
+    return [f"{k} {v}".strip() for k, v in caps.extensions]
+
+
 def host_dict(host: HostReport, lang: str) -> dict[str, Any]:
     return {
         "host": host.host, "address": host.address, "port": host.port,
         "tls": tls_dict(host.tls),
-        "extensions": ([f"{k} {v}".strip() for k, v in host.capabilities.extensions]
-                       if host.capabilities else None),
-        "extensions_after_tls": ([f"{k} {v}".strip()
-                                  for k, v in host.capabilities_after_tls.extensions]
-                                 if host.capabilities_after_tls else None),
+        "extensions": _extensions(host.capabilities),
+        "extensions_after_tls": _extensions(host.capabilities_after_tls),
         "steps": [step_dict(s, lang) for s in host.steps],
     }
 
@@ -112,17 +137,104 @@ def explain_dict(finding: Finding, reply: Reply, lang: str) -> dict[str, Any]:
     return data
 
 
-def _scrub(value: Any, redact: Redactor) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: _scrub(v, redact) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, redact) for v in value]
-    return value
+# --- sweep (docs/sweep.md) and relay (docs/relay.md) ---------------------------------------
 
 
-def dumps(data: Any, redact: Redactor | None = None, *, indent: int | None = 2) -> str:
-    if redact:
-        data = _scrub(data, redact)
-    return json.dumps(data, ensure_ascii=False, indent=indent)
+def _mechanisms(caps: Capabilities | None) -> list[str] | None:
+    return list(caps.auth_mechanisms) if caps is not None else None
+
+
+def auth_dict(auth: AuthOutcome, lang: str) -> dict[str, Any]:
+    return {
+        "result": str(auth.result),
+        "mechanism": auth.mechanism,
+        "tried": list(auth.tried),
+        "finding": finding_dict(auth.finding, lang) if auth.finding else None,
+    }
+
+
+def port_dict(report: PortReport, lang: str) -> dict[str, Any]:
+    return {
+        "port": report.port,
+        "mode": str(report.mode),
+        "address": report.address,
+        "reachable": report.reachable,
+        "state": str(report.state),
+        "failure": finding_dict(report.failure, lang) if report.failure else None,
+        "banner": report.banner,
+        "tls": tls_dict(report.tls),
+        "extensions": {"before_tls": _extensions(report.capabilities_before_tls),
+                       "after_tls": _extensions(report.capabilities_after_tls)},
+        "auth_mechanisms": {"before_tls": _mechanisms(report.capabilities_before_tls),
+                            "after_tls": _mechanisms(report.capabilities_after_tls)},
+        "auth": auth_dict(report.auth, lang),
+        "findings": [finding_dict(f, lang) for f in report.findings],
+        "steps": [step_dict(s, lang) for s in report.steps],
+        "elapsed_ms": round(report.elapsed_ms, 2),
+    }
+
+
+_SECURITY_JSON = {PortMode.TLS: "ssl/tls", PortMode.STARTTLS: "starttls", PortMode.PLAIN: "none"}
+
+
+def recommendation_dict(rec: Recommendation, lang: str, user: str | None) -> dict[str, Any]:
+    return {
+        "usable": rec.usable,
+        "tested": rec.tested,
+        "server": rec.host,
+        "port": rec.port,
+        "security": _SECURITY_JSON[rec.mode] if rec.mode is not None else None,
+        "authentication": rec.mechanism,
+        "user": user if rec.usable else None,
+        "reasons": [{"key": r.key, "values": dict(r.values), "text": reason_text(r, lang)}
+                    for r in rec.reasons],
+        "finding": finding_dict(rec.finding, lang) if rec.finding else None,
+    }
+
+
+def sweep_dict(report: SweepReport, lang: str) -> dict[str, Any]:
+    return {
+        "schema": SWEEP_SCHEMA,
+        "host": report.host,
+        "addresses": list(report.addresses),
+        "user": report.user,
+        "dns_failure": finding_dict(report.dns_failure, lang) if report.dns_failure else None,
+        "ports": [port_dict(p, lang) for p in report.ports],
+        "recommendation": recommendation_dict(report.recommendation, lang, report.user),
+        "elapsed_ms": round(report.elapsed_ms, 2),
+    }
+
+
+def relay_check_dict(check: RelayCheck, lang: str) -> dict[str, Any]:
+    return {
+        "name": check.name,
+        "subject": check.subject,
+        "status": str(check.status),
+        "temporary": check.temporary,
+        "finding": finding_dict(check.finding, lang) if check.finding else None,
+        "note": note_text(check.note, lang) if check.note else None,
+        "elapsed_ms": round(check.elapsed_ms, 2),
+        "steps": [step_dict(s, lang) for s in check.steps],
+    }
+
+
+def relay_dict(report: RelayReport, lang: str) -> dict[str, Any]:
+    return {
+        "schema": RELAY_SCHEMA,
+        "server": report.host,
+        "address": report.address,
+        "port": report.port,
+        "mode": str(report.mode),
+        "verdict": str(report.verdict),
+        "checks": [relay_check_dict(c, lang) for c in report.checks],
+        "tls": tls_dict(report.tls),
+        "user": report.user,
+        "message_id": report.message_id,
+        "queue_id": report.queue_id,
+        "elapsed_ms": round(report.elapsed_ms, 2),
+    }
+
+
+def dumps(data: Any, redactor: Redactor, *, indent: int | None = 2) -> str:
+    """The one way JSON leaves the program: the dict scrubbed of secrets, then serialised."""
+    return json.dumps(scrub(data, redactor), ensure_ascii=False, indent=indent)

@@ -1,8 +1,9 @@
 """JUnit XML for `smtpprobe relay --junit FILE`, in the shape GitLab, GitHub (test-reporter
 actions) and Jenkins read: <testsuites><testsuite><testcase> with <failure> or <skipped>.
 
-Pure: builds a string. Every text is redacted, and characters XML 1.0 cannot carry (most
-control characters, which a hostile server can send) are replaced, so the file always parses.
+Pure: builds a string. The report is scrubbed of secrets on entry (report/redaction.py), and
+characters XML 1.0 cannot carry (most control characters, which a hostile server can send) are
+replaced in every text and attribute of the finished tree, so the file always parses.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import re
 import xml.etree.ElementTree as ET
 
 from smtpprobe.core.redact import Redactor
-from smtpprobe.models import CheckStatus, RelayCheck, RelayReport, Step
-from smtpprobe.report.submit import note_text
-from smtpprobe.report.submit import text as t
+from smtpprobe.models import CheckStatus, RelayCheck, RelayReport
+from smtpprobe.report.redaction import scrub
+from smtpprobe.report.transcript import plain, transcript_lines
+from smtpprobe.report.words import note_text
+from smtpprobe.report.words import text as t
 
 CLASSNAME = "smtpprobe.probe.relay"
 
@@ -22,24 +25,19 @@ CLASSNAME = "smtpprobe.probe.relay"
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-def _clean(value: str, redact: Redactor) -> str:
-    return _NOT_XML.sub("\ufffd", redact(value))
+def _xml_safe(root: ET.Element) -> None:
+    """Replace what XML 1.0 cannot carry, in every text, tail and attribute of the tree."""
+    for element in root.iter():
+        if element.text:
+            element.text = _NOT_XML.sub("\ufffd", element.text)
+        if element.tail:
+            element.tail = _NOT_XML.sub("\ufffd", element.tail)
+        for name, value in list(element.attrib.items()):
+            element.set(name, _NOT_XML.sub("\ufffd", value))
 
 
 def case_name(check: RelayCheck) -> str:
     return f"{check.name} {check.subject}" if check.subject else check.name
-
-
-def _transcript(steps: tuple[Step, ...]) -> list[str]:
-    lines: list[str] = []
-    for step in steps:
-        if step.command:
-            lines.append((" == " if step.command.startswith("(") else " -> ") + step.command)
-        if step.reply is not None:
-            lines += [f"<-  {line}" for line in step.reply.render().split("\n")]
-        elif step.failure is not None:
-            lines.append(f" ** {step.failure.kind}: {step.failure.detail}")
-    return lines
 
 
 def _failure_text(check: RelayCheck, lang: str) -> str:
@@ -49,22 +47,23 @@ def _failure_text(check: RelayCheck, lang: str) -> str:
         title = finding.title.get(lang) if finding.title else str(finding.category)
         lines.append(f"{title} ({finding.category}"
                      + (", temporary: a later run may pass)" if check.temporary else ")"))
-        lines.append(f"{t('label.cause', lang)}: {finding.cause.get(lang)}")
-        lines.append(f"{t('label.remedy', lang)}: {finding.remedy.get(lang)}")
+        lines.append(f"{t('cause', lang)}: {finding.cause.get(lang)}")
+        lines.append(f"{t('remedy', lang)}: {finding.remedy.get(lang)}")
         if finding.evidence:
-            lines.append(f"{t('label.server_said', lang)}: {finding.evidence}")
-        lines.append(f"{t('label.rule', lang)}: {' '.join([finding.rule, *finding.references])}")
+            lines.append(f"{t('server_said', lang)}: {finding.evidence}")
+        lines.append(f"{t('rule', lang)}: {' '.join([finding.rule, *finding.references])}")
     if check.note is not None:
         lines.append(note_text(check.note, lang))
     if check.steps:
-        lines.append(f"{t('label.transcript', lang)}:")
-        lines += _transcript(check.steps)
+        lines.append(f"{t('transcript', lang)}:")
+        lines += [plain(line) for line in transcript_lines(check.steps)]
     return "\n".join(lines)
 
 
-def relay_junit(report: RelayReport, lang: str, redact: Redactor, *,
+def relay_junit(report: RelayReport, lang: str, redactor: Redactor, *,
                 timestamp: dt.datetime | None = None) -> str:
     """The report as a JUnit XML document (one test case per check)."""
+    report = scrub(report, redactor)
     when = (timestamp or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     failures = sum(1 for c in report.checks if c.status is CheckStatus.FAIL)
     skipped = sum(1 for c in report.checks if c.status is CheckStatus.SKIP)
@@ -73,18 +72,18 @@ def relay_junit(report: RelayReport, lang: str, redact: Redactor, *,
               "skipped": str(skipped), "time": seconds}
     root = ET.Element("testsuites", {"name": "smtpprobe", **counts})
     suite = ET.SubElement(root, "testsuite", {
-        "name": _clean(f"smtpprobe relay {report.host}:{report.port}", redact), **counts,
+        "name": f"smtpprobe relay {report.host}:{report.port}", **counts,
         "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S"),
-        "hostname": _clean(report.address or report.host, redact),
+        "hostname": report.address or report.host,
     })
     props = ET.SubElement(suite, "properties")
     for name, value in (("verdict", str(report.verdict)), ("mode", str(report.mode)),
                         ("address", report.address), ("queue_id", report.queue_id or ""),
                         ("message_id", report.message_id or "")):
-        ET.SubElement(props, "property", {"name": name, "value": _clean(value, redact)})
+        ET.SubElement(props, "property", {"name": name, "value": value})
     for check in report.checks:
         case = ET.SubElement(suite, "testcase", {
-            "classname": CLASSNAME, "name": _clean(case_name(check), redact),
+            "classname": CLASSNAME, "name": case_name(check),
             "time": f"{check.elapsed_ms / 1000:.3f}",
         })
         if check.status is CheckStatus.FAIL:
@@ -94,15 +93,15 @@ def relay_junit(report: RelayReport, lang: str, redact: Redactor, *,
             kind = str(finding.category) if finding is not None else "unknown"
             if check.temporary:
                 kind += " (temporary)"
-            failure = ET.SubElement(case, "failure", {"message": _clean(title, redact),
-                                                      "type": _clean(kind, redact)})
-            failure.text = _clean(_failure_text(check, lang), redact)
+            failure = ET.SubElement(case, "failure", {"message": title, "type": kind})
+            failure.text = _failure_text(check, lang)
         elif check.status is CheckStatus.SKIP:
             message = note_text(check.note, lang) if check.note else "skipped"
-            ET.SubElement(case, "skipped", {"message": _clean(message, redact)})
+            ET.SubElement(case, "skipped", {"message": message})
         else:
             out = ET.SubElement(case, "system-out")
-            out.text = _clean("\n".join(_transcript(check.steps)), redact)
+            out.text = "\n".join(plain(line) for line in transcript_lines(check.steps))
+    _xml_safe(root)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") \
         + "\n"

@@ -1,15 +1,28 @@
-"""The user interface's own words in English and German (the knowledge base has its own)."""
+"""The user interface's own words in English and German, one table for every command (the
+knowledge base has its own).
+
+Keys are namespaced by where they appear: bare keys are shared labels (`cause`, `remedy`,
+`transcript`, `verdict` ...); `verdict.*` and `status.*` are check's verdicts and address
+statuses; `relay.*` are relay's (its check names, statuses and verdicts live under `relay.`
+so that they never meet check's); `reason.*` and `note.*` are the texts of sweep's and relay's
+`Reason` values, whose placeholders the probe fills. Pure: no rich, no I/O.
+"""
 
 from __future__ import annotations
 
 import locale
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the locale lookup (cli/options.py) must not load the models
+    from smtpprobe.models import Reason
 
 LANGS = ("en", "de")
 
 _TEXTS: dict[str, tuple[str, str]] = {
     # key: (English, German)
+    # -- every command: labels of a finding, check's verdicts, address statuses, TLS, MX
     "category": ("Category", "Kategorie"),
     "retry": ("Retry", "Erneut versuchen"),
     "retry.yes": ("yes, a later attempt can succeed", "ja, ein späterer Versuch kann gelingen"),
@@ -60,6 +73,183 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "elapsed": ("took {ms} ms", "Dauer {ms} ms"),
     "no_reply_awaited": ("(reply not awaited)", "(Antwort nicht abgewartet)"),
     "summary": ("{n} addresses: {counts}", "{n} Adressen: {counts}"),
+    # -- sweep: the port table
+    "col.port": ("Port", "Port"),
+    "col.mode": ("Mode", "Modus"),
+    "col.reachable": ("Reachable", "Erreichbar"),
+    "col.tls": ("TLS", "TLS"),
+    "col.cert": ("Certificate", "Zertifikat"),
+    "col.auth_before": ("AUTH (plain)", "AUTH (unverschl.)"),
+    "col.auth_after": ("AUTH (TLS)", "AUTH (TLS)"),
+    "col.login": ("Login", "Anmeldung"),
+    "mode.starttls": ("STARTTLS", "STARTTLS"),
+    "mode.tls": ("SSL/TLS", "SSL/TLS"),
+    "mode.plain": ("plain", "unverschlüsselt"),
+    "security.tls": ("SSL/TLS", "SSL/TLS"),
+    "security.starttls": ("STARTTLS", "STARTTLS"),
+    "security.plain": ("None (unencrypted)", "Keine (unverschlüsselt)"),
+    "state.open": ("yes", "ja"),
+    "state.refused": ("refused", "abgewiesen"),
+    "state.filtered": ("filtered (timed out)", "gefiltert (Zeitüberschreitung)"),
+    "state.unreachable": ("no route", "keine Route"),
+    "state.silent": ("no greeting", "keine Begrüßung"),
+    "state.rejected": ("rejected", "abgelehnt"),
+    "state.failed": ("failed", "gescheitert"),
+    "auth.ok": ("ok ({mechanism})", "ok ({mechanism})"),
+    "auth.failed": ("wrong credentials", "Zugangsdaten falsch"),
+    "auth.app_password": ("app password needed", "App-Passwort nötig"),
+    "auth.method_rejected": ("method refused", "Verfahren abgelehnt"),
+    "auth.tls_required": ("TLS required first", "erst TLS nötig"),
+    "auth.not_offered": ("not offered", "nicht angeboten"),
+    "auth.withheld": ("withheld (no TLS)", "zurückgehalten (kein TLS)"),
+    "auth.untrusted": ("withheld (certificate)", "zurückgehalten (Zertifikat)"),
+    "auth.temporary": ("temporary error", "vorübergehender Fehler"),
+    "auth.error": ("no answer", "keine Antwort"),
+    "auth.not_tried": ("not tried", "nicht versucht"),
+    "mech.none": ("none", "keins"),
+    "dash": ("-", "-"),
+    "cert.ok": ("ok, {days} days", "ok, {days} Tage"),
+    "cert.untrusted": ("not trusted", "nicht vertrauenswürdig"),
+    "cert.expired": ("expired", "abgelaufen"),
+    "cert.name": ("wrong name", "falscher Name"),
+    "sweep.title": ("Mail server ports of {host}", "Mailserver-Ports von {host}"),
+    "sweep.address": ("address {address}", "Adresse {address}"),
+    "rec.title": ("Settings for your mail program", "Einstellungen für Ihr Mailprogramm"),
+    "rec.none": ("No working settings found", "Keine funktionierenden Einstellungen gefunden"),
+    "rec.server": ("Outgoing server (SMTP)", "Postausgangsserver (SMTP)"),
+    "rec.port": ("Port", "Port"),
+    "rec.security": ("Connection security", "Verbindungssicherheit"),
+    "rec.auth": ("Authentication", "Authentifizierung"),
+    "rec.user": ("User name", "Benutzername"),
+    "rec.why": ("Why", "Warum"),
+    "rec.cause": ("Likely cause", "Wahrscheinliche Ursache"),
+    "rec.remedy": ("What to do", "Was tun"),
+    "mech.PLAIN": ("Normal password (PLAIN)", "Passwort, normal (PLAIN)"),
+    "mech.LOGIN": ("Normal password (LOGIN)", "Passwort, normal (LOGIN)"),
+    "mech.CRAM-MD5": ("Encrypted password (CRAM-MD5)", "Verschlüsseltes Passwort (CRAM-MD5)"),
+    "mech.other": ("{mechanism}", "{mechanism}"),
+    # -- recommendation reasons (sweep.Reason keys)
+    "reason.login_ok": ("The login with {mechanism} worked on port {port}.",
+                        "Die Anmeldung mit {mechanism} hat auf Port {port} funktioniert."),
+    "reason.login_offered": ("The server offers a login over an encrypted connection "
+                             "({mechanisms}).",
+                             "Der Server bietet eine Anmeldung über eine verschlüsselte "
+                             "Verbindung an ({mechanisms})."),
+    "reason.untested": ("The login itself was not tried: give --user (and a password) to "
+                        "test it.",
+                        "Die Anmeldung selbst wurde nicht versucht: mit --user (und Passwort) "
+                        "lässt sie sich testen."),
+    "reason.why_tls": ("SSL/TLS encrypts from the first byte; RFC 8314 prefers it for "
+                       "sending mail.",
+                       "SSL/TLS verschlüsselt ab dem ersten Byte; RFC 8314 zieht es für den "
+                       "Mailversand vor."),
+    "reason.why_starttls": ("STARTTLS switches the connection to encryption before the "
+                            "password is sent.",
+                            "STARTTLS schaltet die Verbindung auf Verschlüsselung um, bevor "
+                            "das Passwort gesendet wird."),
+    "reason.why_plain": ("This connection is not encrypted: the password crosses the network "
+                         "readable.",
+                         "Diese Verbindung ist unverschlüsselt: Das Passwort geht lesbar über "
+                         "das Netz."),
+    "reason.cert_warning": ("The certificate does not check out ({error}): the mail program "
+                            "will warn or refuse.",
+                            "Das Zertifikat besteht die Prüfung nicht ({error}): Das "
+                            "Mailprogramm wird warnen oder ablehnen."),
+    "reason.port25_filtered": ("Port 25 did not answer at all (filtered): your network "
+                               "probably blocks it. That does not matter for sending: use port "
+                               "{chosen}.",
+                               "Port 25 hat gar nicht geantwortet (gefiltert): Ihr Netz sperrt "
+                               "ihn vermutlich. Für den Versand ist das egal: Port {chosen} "
+                               "verwenden."),
+    "reason.port_filtered": ("Port {port} did not answer (filtered).",
+                             "Port {port} hat nicht geantwortet (gefiltert)."),
+    "reason.port_refused": ("Port {port} refused the connection.",
+                            "Port {port} hat die Verbindung abgewiesen."),
+    "reason.no_address": ("The server name has no address in DNS.",
+                          "Der Servername hat keine Adresse im DNS."),
+    "reason.auth_failed": ("Port {port} refused the user name or password.",
+                           "Port {port} hat Benutzername oder Passwort abgelehnt."),
+    "reason.auth_app_password": ("Port {port} wants an app password (or another login "
+                                 "method) instead of this password.",
+                                 "Port {port} verlangt ein App-Passwort (oder ein anderes "
+                                 "Anmeldeverfahren) statt dieses Passworts."),
+    "reason.auth_tls_required": ("Port {port} wants encryption before the login.",
+                                 "Port {port} verlangt Verschlüsselung vor der Anmeldung."),
+    "reason.auth_method_rejected": ("Port {port} accepted none of the login methods "
+                                    "smtpprobe tried.",
+                                    "Port {port} hat keines der versuchten "
+                                    "Anmeldeverfahren angenommen."),
+    "reason.auth_temporary": ("Port {port} could not check the login just now.",
+                              "Port {port} konnte die Anmeldung gerade nicht prüfen."),
+    "reason.auth_error": ("Port {port} stopped answering during the login.",
+                          "Port {port} hat während der Anmeldung nicht mehr geantwortet."),
+    "reason.auth_untrusted": ("Port {port} offers a login, but its certificate does not "
+                              "verify: the password was not sent. Trust the server's CA with "
+                              "--cafile, or use --no-verify if you know the certificate.",
+                              "Port {port} bietet eine Anmeldung an, aber sein Zertifikat "
+                              "ist nicht gültig: Das Passwort wurde nicht gesendet. Die CA "
+                              "des Servers mit --cafile angeben oder --no-verify nutzen, "
+                              "wenn Sie dem Zertifikat trauen."),
+    "reason.auth_withheld": ("Only port {port} offers a login, and only without encryption: "
+                             "the password was not sent.",
+                             "Nur Port {port} bietet eine Anmeldung an, und nur "
+                             "unverschlüsselt: Das Passwort wurde nicht gesendet."),
+    "reason.auth_not_offered": ("No port offers a login smtpprobe can use (first: port "
+                                "{port}).",
+                                "Kein Port bietet eine Anmeldung an, die smtpprobe nutzen kann "
+                                "(zuerst: Port {port})."),
+    "reason.port_failed": ("Port {port} answered but could not be used.",
+                           "Port {port} hat geantwortet, war aber nicht nutzbar."),
+    "reason.no_tls_anywhere": ("No port offered an encrypted connection.",
+                               "Kein Port hat eine verschlüsselte Verbindung angeboten."),
+    "reason.no_auth_anywhere": ("No port offers a login over an encrypted connection.",
+                                "Kein Port bietet eine Anmeldung über eine verschlüsselte "
+                                "Verbindung an."),
+    "reason.all_filtered": ("No port answered at all: the server is down, or a firewall "
+                            "(perhaps your own network's) drops the connections.",
+                            "Kein Port hat überhaupt geantwortet: Der Server ist aus, oder "
+                            "eine Firewall (vielleicht die des eigenen Netzes) verwirft die "
+                            "Verbindungen."),
+    "reason.all_refused": ("Every port refused the connection: the mail service is not "
+                           "running there, or the server name is wrong.",
+                           "Jeder Port hat die Verbindung abgewiesen: Dort läuft kein "
+                           "Maildienst, oder der Servername ist falsch."),
+    "reason.none_reachable": ("No port could be used.", "Kein Port war nutzbar."),
+    # -- relay: check names (`relay.check.<name>`), statuses, verdicts, notes (relay.Reason keys)
+    "relay.check.connect": ("connect", "Verbindung"),
+    "relay.check.tls": ("tls", "TLS"),
+    "relay.check.auth": ("auth", "Anmeldung"),
+    "relay.check.mail": ("mail", "Absender"),
+    "relay.check.rcpt": ("rcpt", "Empfänger"),
+    "relay.check.send": ("send", "Senden"),
+    "relay.check.open_relay": ("open relay", "offenes Relay"),
+    "relay.status.pass": ("pass", "bestanden"),
+    "relay.status.fail": ("FAIL", "FEHLER"),
+    "relay.status.skip": ("skip", "übersprungen"),
+    "relay.status.temporary": ("TEMP", "VORÜBERGEHEND"),
+    "relay.verdict.pass": ("PASS: the relay works", "BESTANDEN: das Relay funktioniert"),
+    "relay.verdict.fail": ("FAIL: a check failed", "FEHLER: eine Prüfung ist gescheitert"),
+    "relay.verdict.temporary": ("TEMPORARY: a check failed for now (4xx or timeout); "
+                                "retry later",
+                                "VORÜBERGEHEND: eine Prüfung scheiterte vorerst (4xx oder "
+                                "Zeitüberschreitung); später wiederholen"),
+    "relay.title": ("Relay {server}", "Relay {server}"),
+    "relay.failures": ("What went wrong", "Was schiefging"),
+    "note.skip_after": ("skipped: the {check} check did not pass",
+                        "übersprungen: die Prüfung {check} ist nicht bestanden"),
+    "note.tls_optional": ("STARTTLS not offered; not required on this port (--tls starttls "
+                          "requires it)",
+                          "STARTTLS nicht angeboten; auf diesem Port nicht verlangt "
+                          "(--tls starttls verlangt es)"),
+    "note.tls_none": ("skipped: --tls none", "übersprungen: --tls none"),
+    "note.tls_with": ("{version}, {cipher}", "{version}, {cipher}"),
+    "note.no_user": ("skipped: no --user given", "übersprungen: kein --user angegeben"),
+    "note.auth_with": ("logged in with {mechanism}", "angemeldet mit {mechanism}"),
+    "note.no_from": ("skipped: no --from given", "übersprungen: kein --from angegeben"),
+    "note.queued": ("queued as {queue_id}, {message_id}",
+                    "eingereiht als {queue_id}, {message_id}"),
+    "note.open_relay_unknown": ("the open-relay check could not finish",
+                                "die Prüfung auf offenes Relay konnte nicht abschließen"),
 }
 
 
@@ -67,6 +257,28 @@ def text(key: str, lang: str, **values: object) -> str:
     en, de = _TEXTS[key]
     chosen = de if lang == "de" else en
     return chosen.format(**values) if values else chosen
+
+
+def has_text(key: str) -> bool:
+    return key in _TEXTS
+
+
+def reason_text(reason: Reason, lang: str) -> str:
+    """A recommendation reason of sweep (`reason.<key>`), its values filled in."""
+    return text(f"reason.{reason.key}", lang, **dict(reason.values))
+
+
+def note_text(note: Reason, lang: str) -> str:
+    """A note of a relay check (`note.<key>`), its values filled in."""
+    return text(f"note.{note.key}", lang, **dict(note.values))
+
+
+def mechanism_label(mechanism: str | None, lang: str) -> str:
+    """A SASL mechanism as a mail program's settings call it."""
+    if not mechanism:
+        return text("mech.none", lang)
+    key = f"mech.{mechanism}"
+    return text(key, lang) if has_text(key) else text("mech.other", lang, mechanism=mechanism)
 
 
 def default_lang(environ: Mapping[str, str] | None = None) -> str:

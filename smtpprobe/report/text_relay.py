@@ -1,0 +1,105 @@
+"""Text output of `relay` with rich: one line per check, the verdict, a panel for each
+failure; with -v the transcript of the whole run."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from smtpprobe.core.redact import Redactor
+from smtpprobe.models import CheckStatus, HostReport, RelayCheck, RelayReport, RelayVerdict, Step
+from smtpprobe.report.redaction import scrub
+from smtpprobe.report.text import SEVERITY_STYLE, finding_panel, finding_title, transcript
+from smtpprobe.report.words import note_text
+from smtpprobe.report.words import text as t
+
+
+def check_label(check: RelayCheck, lang: str) -> str:
+    name = t(f"relay.check.{check.name}", lang)
+    return f"{name} {check.subject}" if check.subject else name
+
+
+def _status(check: RelayCheck, lang: str) -> Text:
+    if check.status is CheckStatus.PASS:
+        return Text(t("relay.status.pass", lang), style="green")
+    if check.status is CheckStatus.SKIP:
+        return Text(t("relay.status.skip", lang), style="dim")
+    if check.temporary:
+        return Text(t("relay.status.temporary", lang), style="bold yellow")
+    return Text(t("relay.status.fail", lang), style="bold red")
+
+
+def _check_detail(check: RelayCheck, lang: str) -> Text:
+    out = Text()
+    if check.status is CheckStatus.SKIP and check.note is not None:
+        out.append(note_text(check.note, lang), style="dim")
+        return out
+    if check.finding is not None:
+        out.append(finding_title(check.finding, lang),
+                   style="" if check.status is CheckStatus.PASS else
+                   SEVERITY_STYLE[check.finding.severity])
+    if check.note is not None:
+        out.append(("  " if out else "") + note_text(check.note, lang), style="dim")
+        return out
+    # The server's own words: the reply the finding rests on, or for an observation (open
+    # relay, certificate) the last reply of the check; else the finding's evidence.
+    replied = [s for s in check.steps if s.reply is not None]
+    step = next((s for s in replied if s.finding is not None and s.finding == check.finding),
+                replied[-1] if replied else None)
+    said = step.reply.first_line if step is not None and step.reply is not None else (
+        check.finding.evidence if check.finding is not None else "")
+    if step is not None and step.reply is not None and step.reply.code is not None:
+        said = f"{step.reply.code} {said}"
+    if said:
+        out.append("  " + said[:140], style="dim")
+    return out
+
+
+def _all_steps(report: RelayReport) -> tuple[Step, ...]:
+    return tuple(s for c in report.checks for s in c.steps)
+
+
+def relay_view(report: RelayReport, lang: str, redactor: Redactor, *,
+               verbose: bool = False) -> RenderableType:
+    """One line per check, with -v the transcript, the verdict and a panel per failure."""
+    report = scrub(report, redactor)
+    where = f"[{report.address}]" if ":" in report.address else report.address
+    server = f"{report.host}:{report.port}"
+    head = Text(t("relay.title", lang, server=server), style="bold underline")
+    if report.address and report.address != report.host:
+        head.append(f"  ({where}, {t(f'mode.{report.mode.value}', lang)})", style="dim")
+    else:
+        head.append(f"  ({t(f'mode.{report.mode.value}', lang)})", style="dim")
+    parts: list[RenderableType] = [head]
+    grid = Table.grid(padding=(0, 1))
+    for _ in range(4):
+        grid.add_column()
+    for check in report.checks:
+        if check.status is CheckStatus.PASS:
+            mark = Text("✓", style="green")
+        elif check.status is CheckStatus.SKIP:
+            mark = Text("·", style="dim")
+        else:
+            mark = Text("!" if check.temporary else "✗",
+                        style="yellow" if check.temporary else "red")
+        grid.add_row(mark, Text(check_label(check, lang)), _status(check, lang),
+                     _check_detail(check, lang))
+    parts.append(grid)
+    if verbose:
+        parts.append(Text(t("transcript", lang), style="bold"))
+        parts.append(transcript(HostReport(host=report.host, address=report.address,
+                                           port=report.port, steps=_all_steps(report),
+                                           tls=report.tls)))
+    verdict = Text(f"{t('verdict', lang)}: ", style="bold")
+    style = {RelayVerdict.PASS: "bold green", RelayVerdict.FAIL: "bold red",
+             RelayVerdict.TEMPORARY: "bold yellow"}[report.verdict]
+    verdict.append(t(f"relay.verdict.{report.verdict.value}", lang), style=style)
+    parts.append(verdict)
+    failed = [c for c in report.checks if c.status is CheckStatus.FAIL and c.finding]
+    for check in failed:
+        assert check.finding is not None
+        reply = next((s.reply for s in reversed(check.steps) if s.reply is not None), None)
+        parts.append(finding_panel(check.finding, lang, reply=reply,
+                                   title=check_label(check, lang)))
+    return Group(*parts)
