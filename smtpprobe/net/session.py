@@ -1,33 +1,35 @@
 """One SMTP conversation, one explicit step at a time. The only module that imports aiosmtplib.
 
-Each public coroutine sends one command (or opens the connection) and returns a `Step`: the
-command as sent (secrets masked), the server's reply or a `Failure`, and the time it took.
-Server behaviour never raises: refusals, timeouts, dropped connections, garbage and broken TLS
-all come back as data. Exceptions from aiosmtplib, ssl and the socket layer are translated in
-one place, `_failure_from`.
+Each public coroutine sends one command (or opens the connection) and returns its `Step`s: the
+command as shown (secrets masked), the server's reply or a `Failure`, and the time it took. The
+session keeps no list of them: callers get what happened as values. Server behaviour never
+raises: refusals, timeouts, dropped connections, garbage and broken TLS all come back as data.
+Exceptions from aiosmtplib, ssl and the socket layer are translated in one table,
+`_failure_from`, inside one step helper, `_step`, that also budgets the time.
 
-aiosmtplib reads exactly one reply per command. For PIPELINING (RFC 2920) the session writes a
-group of commands at once and reads their replies with `_GroupReader`, a small protocol that
-takes over the transport (asyncio's public `set_protocol`) until the group is answered, then
-hands it back to aiosmtplib.
+aiosmtplib opens the connection (TCP, implicit TLS, the greeting) and upgrades it for
+STARTTLS. Every other reply, to one command or to a pipelined group (RFC 2920), is read from
+the transport by `_Stream` with the one reply grammar of `core.wire.ReplyReader`: between
+commands the stream stays installed, so a reply that comes early or unasked is kept, not
+dropped, and a multi-line reply with mixed codes is a protocol error on every path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import errno
-import hmac
-import re
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from smtpprobe.core.redact import MASK, Redactor
-from smtpprobe.core.replies import from_code_and_message, parse_ehlo
+from smtpprobe.core import wire
+from smtpprobe.core.redact import Redactor
+from smtpprobe.core.replies import parse_ehlo
+from smtpprobe.core.wire import MAX_LINE, MAX_REPLY, Command, RawReply, clean, to_reply
 from smtpprobe.errors import UnsafeCommand
 from smtpprobe.models import Capabilities, Failure, FailureKind, Reply, Stage, Step, TlsInfo
 
@@ -36,11 +38,13 @@ if TYPE_CHECKING:
 
     from smtpprobe.core.certs import TrustStore
 
-# aiosmtplib's own limits (protocol.py), repeated for the pipelined reader.
-MAX_LINE = 8192
-MAX_REPLY = 32768
+__all__ = ["MAX_LINE", "MAX_REPLY", "Endpoint", "Session", "check_source_address",
+           "client_tls_context"]
+
 # aiosmtplib reports these two with code -1 (SMTPStatus.invalid_response).
 _INVALID = -1
+# Replies a server may queue up unasked before the stream calls it a flood.
+_MAX_QUEUED = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,34 +55,10 @@ class Endpoint:
     port: int
     name: str | None = None  # host name for SNI and the certificate check; None for literals
 
-
-# C0 and C1 controls and DEL, except tab and the line feeds that separate reply lines.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# What may never be part of a command line (RFC 5321 2.3.8: CR and LF only end a line).
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _safe(text: str) -> str:
-    if _UNSAFE.search(text):
-        raise UnsafeCommand(f"refusing to send a command with a control character: "
-                            f"{text.encode('unicode_escape').decode('ascii')[:80]}")
-    return text
-
-
-def _clean(text: str) -> str:
-    """Server text as printable Unicode, harmless on a terminal.
-
-    aiosmtplib keeps undecodable bytes as surrogate escapes. A reply that is not UTF-8 is
-    read as Windows-1252, which is what old servers with German or French texts send; bytes
-    that fit neither become U+FFFD. Control characters (escape sequences that could clear a
-    screen or retitle a window) become U+FFFD as well.
-    """
-    raw = text.encode("utf-8", "surrogateescape")
-    try:
-        decoded = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        decoded = raw.decode("cp1252", "replace")
-    return _CONTROLS.sub("\ufffd", decoded)
+    @property
+    def where(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else \
+            f"{self.address}:{self.port}"
 
 
 def _detail(exc: BaseException) -> str:
@@ -113,15 +93,15 @@ def _failure_from(exc: BaseException, *, stage: Stage, timeout: float,
     )
 
     if isinstance(exc, SMTPConnectResponseError):
-        return _reply(verb, exc.code, exc.message)
+        return to_reply(verb, exc.code, exc.message)
     if isinstance(exc, SMTPResponseException):
         if exc.code == _INVALID:
             if "too long" in exc.message.lower():
                 return Failure(FailureKind.REPLY_TOO_LONG,
                                f"the server's reply exceeded {MAX_LINE} bytes per line or "
                                f"{MAX_REPLY} in all")
-            return Failure(FailureKind.PROTOCOL, f"not an SMTP reply: {_clean(exc.message)[:160]}")
-        return _reply(verb, exc.code, exc.message)
+            return Failure(FailureKind.PROTOCOL, f"not an SMTP reply: {clean(exc.message)[:160]}")
+        return to_reply(verb, exc.code, exc.message)
     if isinstance(exc, ssl.SSLError):
         return Failure(FailureKind.TLS_HANDSHAKE, f"TLS handshake failed: {_detail(exc)}")
     if isinstance(exc, SMTPConnectTimeoutError):
@@ -148,39 +128,6 @@ def _failure_from(exc: BaseException, *, stage: Stage, timeout: float,
     if isinstance(exc, (ValueError, UnicodeError)):
         return Failure(FailureKind.LOCAL, f"cannot send this command: {_detail(exc)}")
     raise exc  # our own fault: let it surface in tests
-
-
-# The positive replies each command may get (RFC 5321 4.3.2, RFC 3207 4, RFC 4954 4); any
-# command may get a 4yz or 5yz. Commands not listed take any 2yz except the ones that belong
-# to the greeting, STARTTLS, QUIT or AUTH.
-_POSITIVE: dict[str, frozenset[int]] = {
-    "CONNECT": frozenset({220}),
-    "STARTTLS": frozenset({220}),
-    "AUTH": frozenset({235, 334}),
-    "DATA": frozenset({354}),
-    "QUIT": frozenset(range(200, 300)),  # 221, and servers that say 250 are harmless
-}
-_NOT_FOR_OTHERS = frozenset({220, 221, 235})
-
-
-def _reply(verb: str, code: int, message: str) -> Reply | Failure:
-    """A reply as data, or a protocol failure when it cannot be an answer to `verb`."""
-    text = _clean(message)
-    if not 200 <= code <= 599:
-        # RFC 5321 4.2: three digits, the first 2-5 (SMTP has no 1yz replies).
-        shown = f"{code:03d}" if 0 <= code <= 999 else str(code)
-        return Failure(FailureKind.PROTOCOL, f"not an SMTP reply code: {shown} "
-                       f"{text.splitlines()[0] if text else ''}"[:200].rstrip())
-    allowed = _POSITIVE.get(verb)
-    fits = code // 100 in (4, 5) or (
-        code in allowed if allowed is not None
-        else code // 100 == 2 and code not in _NOT_FOR_OTHERS)
-    if not fits:
-        first = text.splitlines()[0] if text else ""
-        return Failure(FailureKind.PROTOCOL,
-                       f"{code} {first}"[:120].rstrip() + f" is no answer to {verb}: the "
-                       f"server's replies are out of step with our commands")
-    return from_code_and_message(code, text)
 
 
 def check_source_address(address: str) -> str | None:
@@ -212,91 +159,87 @@ def client_tls_context() -> ssl.SSLContext:
     return context
 
 
-class _GroupReader(asyncio.Protocol):
-    """Reads the replies to a pipelined group of commands (RFC 2920 3.1)."""
 
-    def __init__(self, verbs: Sequence[str], needed: int | None = None) -> None:
-        self.verbs = list(verbs)  # the command each reply answers, in order
-        self.expected = len(self.verbs)  # replies to parse at most
-        self.needed = self.expected if needed is None else needed  # replies to wait for
-        self.replies: list[tuple[Reply, float]] = []
-        self.failure: Failure | None = None
-        self.lost: Exception | None = None
-        self.connection_lost_called = False
-        self._buffer = bytearray()
-        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._lines: list[str] = []
-        self._size = 0  # bytes in _lines
-        self._code: int | None = None
+
+class _Stream(asyncio.Protocol):
+    """The connection's reader between the greeting and the end: bytes in, replies out.
+
+    It takes the transport over from aiosmtplib's protocol (asyncio's public `set_protocol`)
+    and hands it back only for the STARTTLS upgrade. Replies are parsed as they arrive and
+    queued with their arrival time, so nothing the server says is lost between commands.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.inner = transport.get_protocol()  # aiosmtplib's: told when the connection is lost
+        self.reader = wire.ReplyReader()
+        self.queue: deque[tuple[RawReply | Failure, float]] = deque()
+        self.closed = False
+        self._wake: asyncio.Event = asyncio.Event()
+        transport.set_protocol(self)
+
+    def release(self) -> None:
+        """Give the transport back to aiosmtplib (for STARTTLS)."""
+        if not self.closed:
+            self.transport.set_protocol(self.inner)
 
     def data_received(self, data: bytes) -> None:
-        if len(self.replies) >= self.expected or self.failure is not None:
-            return  # anything more is ignored, so a flood costs no memory
-        self._buffer.extend(data)
-        self._parse()
-
-    def _finish(self) -> None:
-        if not self._done.done():
-            self._done.set_result(None)
-
-    def _parse(self) -> None:
-        while len(self.replies) < self.expected and self.failure is None:
-            end = self._buffer.find(b"\n")
-            if end == -1:
-                if len(self._buffer) > MAX_LINE:
-                    self.failure = Failure(FailureKind.REPLY_TOO_LONG,
-                                           f"a reply line exceeded {MAX_LINE} bytes")
+        if self.reader.failure is not None:
+            return  # the stream is out of step: nothing more is parsed, a flood costs nothing
+        self.reader.feed(data)
+        while (item := self.reader.next()) is not None:
+            self.queue.append((item, time.perf_counter()))
+            if isinstance(item, Failure):
                 break
-            line = bytes(self._buffer[: end + 1])
-            del self._buffer[: end + 1]
-            self._size += len(line)
-            if len(line) > MAX_LINE or self._size > MAX_REPLY:
-                self.failure = Failure(FailureKind.REPLY_TOO_LONG,
-                                       f"a reply exceeded {MAX_LINE} bytes per line or "
-                                       f"{MAX_REPLY} in all")
+            if len(self.queue) > _MAX_QUEUED:
+                self.reader.failure = Failure(
+                    FailureKind.PROTOCOL, f"the server sent more than {_MAX_QUEUED} replies "
+                    f"nobody asked for")
+                self.queue.append((self.reader.failure, time.perf_counter()))
                 break
-            head, sep = line[:3], line[3:4]
-            # RFC 5321 4.2: three digits, then "-" (more lines follow), a space or the end.
-            if (not head.isdigit() or sep not in (b" ", b"-", b"\r", b"\n")
-                    or (self._code is not None and int(head) != self._code)):
-                text = _clean(line.decode("utf-8", "surrogateescape")).strip()
-                self.failure = Failure(FailureKind.PROTOCOL, f"not an SMTP reply: {text[:160]}")
-                break
-            self._code = int(head)
-            self._lines.append(line[4:].strip(b" \t\r\n").decode("utf-8", "surrogateescape"))
-            if sep != b"-":
-                outcome = _reply(self.verbs[len(self.replies)], self._code,
-                                 "\n".join(self._lines))
-                if isinstance(outcome, Failure):
-                    self.failure = outcome
-                    break
-                self.replies.append((outcome, time.perf_counter()))
-                self._lines, self._code, self._size = [], None, 0
-        if self.failure is not None or len(self.replies) >= self.expected:
-            self._buffer.clear()  # nothing more will be parsed: give the memory back
-        if len(self.replies) >= self.needed or self.failure is not None:
-            self._finish()
+        self._wake.set()
 
     def eof_received(self) -> bool | None:
-        self._finish()
-        return None
+        self.closed = True
+        self._wake.set()
+        return None  # the transport closes
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.connection_lost_called = True
-        self.lost = exc
-        self._finish()
+        self.closed = True
+        self._wake.set()
+        self.inner.connection_lost(exc)  # aiosmtplib must learn that its transport is gone
 
-    async def wait(self, timeout: float) -> bool:
-        """True when all replies arrived (or the reader stopped for a reason it recorded)."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self._done), timeout)
-        except TimeoutError:
-            return False
-        return True
+    async def take(self, count: int, timeout: float) -> list[tuple[RawReply | Failure, float]]:
+        """Up to `count` replies, waiting at most `timeout` seconds; fewer when the connection
+        ends, the grammar breaks, or the time runs out."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout
+        out: list[tuple[RawReply | Failure, float]] = []
+        while len(out) < count:
+            if self.queue:
+                item = self.queue.popleft()
+                out.append(item)
+                if isinstance(item[0], Failure):
+                    break
+                continue
+            if self.closed or self.reader.failure is not None:
+                break
+            left = until - loop.time()
+            if left <= 0:
+                break
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                break
+        return out
+
+
+Act = Callable[[float], Awaitable["Reply | Failure"]]
 
 
 class Session:
-    """One conversation with one server address. Steps are recorded in `steps`.
+    """One conversation with one server address.
 
     `timeout` bounds each step; `deadline` (a `loop.time()` value) bounds them all: no step
     starts after it, and a step that is still waiting when it passes ends with a `deadline`
@@ -318,24 +261,27 @@ class Session:
         if not helo or " " in helo:
             raise UnsafeCommand(f"not a HELO name: {helo!r}")
         self.endpoint = endpoint
-        self.helo = _safe(helo)
+        self.helo = wire.safe(helo)
         self.timeout = timeout
         self.deadline = deadline  # loop.time() after which no step starts or waits
         self.source_address = source_address
         self.trust = trust
         self.redact = redactor or Redactor()
         self._secrets: list[Redactor] = []  # added by auth(): the credentials in use
-        self.steps: list[Step] = []
         self.capabilities: Capabilities | None = None
         self.capabilities_before_tls: Capabilities | None = None
         self.tls: TlsInfo | None = None
         self.tcp_connected = False
         self._smtp: aiosmtplib.SMTP | None = None
+        self._stream: _Stream | None = None
+        self._sock: socket.socket | None = None  # between the TCP handshake and aiosmtplib
 
     # --- bookkeeping ------------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
+        if self._stream is not None and self._stream.closed:
+            return False
         return self._smtp is not None and self._smtp.is_connected
 
     @property
@@ -358,11 +304,6 @@ class Session:
             return max(left, 0.0), True
         return self.timeout, False
 
-    def _guard(self) -> asyncio.Timeout:
-        """The hard stop at the deadline, around waits whose own timeouts may add up (the
-        STARTTLS reply and then the handshake, the greeting after the TCP connect)."""
-        return asyncio.timeout_at(self.deadline)
-
     def _record(self, stage: Stage, command: str | None, outcome: Failure | Reply,
                 started: float, ended: float | None = None) -> Step:
         # `ended` lets a step leave out our own work after the reply (certificate checks).
@@ -371,72 +312,165 @@ class Session:
         if isinstance(outcome, Reply):
             outcome = Reply(outcome.code, outcome.enhanced,
                             tuple(self.scrub(line) for line in outcome.lines))
-            step = Step(stage=stage, command=shown, reply=outcome, elapsed_ms=elapsed)
-        else:
-            step = Step(stage=stage, command=shown, elapsed_ms=elapsed,
-                        failure=Failure(outcome.kind, self.scrub(outcome.detail)))
-            if outcome.kind is FailureKind.PROTOCOL:
-                # The stream no longer lines up with our commands: nothing more it says
-                # can be trusted to answer what we send.
-                self.close()
-        self.steps.append(step)
-        return step
-
-    def _deadline_step(self, stage: Stage, command: str | None) -> Step:
-        return self._record(stage, command, Failure(
-            FailureKind.DEADLINE, "the overall deadline ran out before this step"),
-            time.perf_counter())
-
-    def _not_connected(self, stage: Stage, command: str | None) -> Step:
-        return self._record(stage, command, Failure(
-            FailureKind.CLOSED, "the connection is already closed"), time.perf_counter())
+            return Step(stage=stage, command=shown, reply=outcome, elapsed_ms=elapsed)
+        if outcome.kind is FailureKind.PROTOCOL:
+            # The stream no longer lines up with our commands: nothing more it says can be
+            # trusted to answer what we send.
+            self.close()
+        return Step(stage=stage, command=shown, elapsed_ms=elapsed,
+                    failure=Failure(outcome.kind, self.scrub(outcome.detail)))
 
     @staticmethod
     def _deadline_failure(what: str) -> Failure:
         return Failure(FailureKind.DEADLINE, f"the overall deadline ran out {what}")
 
-    async def _run(self, stage: Stage, command: str, *args: bytes, verb: str | None = None
-                   ) -> Step:
-        """Send one command through aiosmtplib and record what came back."""
-        _safe(command)
-        for arg in args:
-            _safe(arg.decode("utf-8", "surrogateescape"))
-        verb = verb or args[0].decode("ascii", "replace").upper()
+    async def _step(self, stage: Stage, shown: str | None, act: Act, *, verb: str,
+                    waiting: str = "while waiting for the reply", started: float | None = None,
+                    needs_connection: bool = True) -> Step:
+        """The one step helper: the time budget, the hard stop at the deadline, and the
+        translation of every exception into data, around `act(budget)`."""
         budget, by_deadline = self._budget()
+        if started is None:
+            started = time.perf_counter()
         if budget <= 0:
-            return self._deadline_step(stage, command)
-        if not self.connected or self._smtp is None:
-            return self._not_connected(stage, command)
-        started = time.perf_counter()
-        guard = self._guard()
+            return self._record(stage, shown, Failure(
+                FailureKind.DEADLINE, "the overall deadline ran out before this step"), started)
+        if needs_connection and not self.connected:
+            return self._record(stage, shown, Failure(
+                FailureKind.CLOSED, "the connection is already closed"), started)
+        # The hard stop at the deadline, around waits whose own timeouts may add up (the
+        # STARTTLS reply and then the handshake, the greeting after the TCP connect).
+        guard = asyncio.timeout_at(self.deadline)
         try:
             async with guard:
-                response = await self._smtp.execute_command(*args, timeout=budget)
+                outcome = await act(budget)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             if guard.expired():
                 self.close()
-                return self._record(stage, command, self._deadline_failure(
-                    "while waiting for the reply"), started)
+                return self._record(stage, shown, self._deadline_failure(waiting), started)
             outcome = _failure_from(exc, stage=stage, timeout=budget, verb=verb)
-            if by_deadline and isinstance(outcome, Failure) and outcome.kind is FailureKind.TIMEOUT:
-                outcome = self._deadline_failure("while waiting for the reply")
-            return self._record(stage, command, outcome, started)
-        return self._record(stage, command, _reply(verb, response.code, response.message),
-                            started)
+        if by_deadline and isinstance(outcome, Failure) and (
+                outcome.kind is FailureKind.TIMEOUT or (
+                    outcome.kind is FailureKind.TLS_HANDSHAKE and "within" in outcome.detail)):
+            outcome = self._deadline_failure(waiting)
+        ended = time.perf_counter()
+        if isinstance(outcome, Reply) and stage in (Stage.CONNECT, Stage.STARTTLS) and \
+                self._smtp is not None and self._smtp.get_transport_info("ssl_object"):
+            # Certificate inspection is our work, not the server's: the step's time leaves it
+            # out.
+            self.tls = self._tls_info()
+        return self._record(stage, shown, outcome, started, ended)
+
+    # --- replies through the stream --------------------------------------------------------------
+
+    def _install_stream(self) -> None:
+        assert self._smtp is not None
+        transport = self._smtp.transport
+        assert isinstance(transport, asyncio.Transport)
+        self._stream = _Stream(transport)
+
+    async def _exchange(self, commands: Sequence[Command], budget: float, *,
+                        needed: int | None = None) -> list[tuple[Reply | Failure, float]]:
+        """Write the commands in one go and read their replies: one (reply or failure, arrival
+        time) per command, the first `needed` waited for (the rest taken if already there)."""
+        stream = self._stream
+        assert stream is not None
+        _, by_deadline = self._budget()
+        silent = (self._deadline_failure("while waiting for the reply") if by_deadline else
+                  Failure(FailureKind.TIMEOUT, f"no reply within {budget:g} s"))
+        lines = b"".join(command.line() for command in commands)
+        stream.transport.write(lines)
+        needed = len(commands) if needed is None else needed
+        got = await stream.take(needed, budget)
+        while len(got) < len(commands) and stream.queue and not isinstance(got[-1][0], Failure):
+            got.append(stream.queue.popleft())
+        out: list[tuple[Reply | Failure, float]] = []
+        failure: Failure | None = None
+        for index, command in enumerate(commands):
+            if failure is not None:
+                out.append((failure, time.perf_counter()))
+                continue
+            if index < len(got):
+                raw, at = got[index]
+                outcome = raw if isinstance(raw, Failure) else to_reply(command.verb, raw.code,
+                                                                        raw.text)
+                if isinstance(outcome, Failure):
+                    failure = outcome
+                out.append((outcome, at))
+                continue
+            if index >= needed:
+                break  # not waited for (QUIT at the end of a group)
+            if stream.closed:
+                failure = Failure(FailureKind.CLOSED, "the server closed the connection")
+            else:
+                failure = silent
+            out.append((failure, time.perf_counter()))
+        if failure is not None or any(isinstance(o, Reply) and o.code == 421 for o, _ in out):
+            # Out of step, gone, silent, or closing (421, RFC 5321 3.8): it cannot be reused.
+            self.close()
+        return out
+
+    async def send(self, command: Command) -> Step:
+        """One command and its reply."""
+        command.line()  # UnsafeCommand before anything else happens
+
+        async def act(budget: float) -> Reply | Failure:
+            [(outcome, _)] = await self._exchange([command], budget)
+            return outcome
+
+        return await self._step(command.stage, command.shown, act, verb=command.verb)
 
     # --- the steps --------------------------------------------------------------------------
 
     async def connect(self, *, implicit_tls: bool = False) -> Step:
         """Open TCP (and TLS for port 465 style), read the greeting (RFC 5321 4.3.1)."""
         ep = self.endpoint
-        where = f"[{ep.address}]:{ep.port}" if ":" in ep.address else f"{ep.address}:{ep.port}"
+        where = ep.where
         command = f"(connect to {where}{' with TLS' if implicit_tls else ''})"
-        budget, by_deadline = self._budget()
-        if budget <= 0:
-            return self._deadline_step(Stage.CONNECT, command)
         started = time.perf_counter()
+        opened = await self._step(Stage.CONNECT, command, self._tcp, verb="CONNECT",
+                                  waiting=f"with no TCP connection to {where} (the port may "
+                                  f"be filtered)",
+                                  started=started, needs_connection=False)
+        if opened.failure is not None or self._sock is None:
+            return opened
+        import aiosmtplib
+
+        sock, self._sock = self._sock, None
+        budget, _ = self._budget()
+        smtp = aiosmtplib.SMTP(
+            hostname=ep.name or ep.address, sock=sock, timeout=max(budget, 0.001),
+            local_hostname=self.helo, start_tls=False, use_tls=implicit_tls,
+            tls_context=client_tls_context() if implicit_tls else None,
+        )
+
+        async def greet(budget: float) -> Reply | Failure:
+            smtp.timeout = budget
+            try:
+                response = await smtp.connect()
+            except BaseException:
+                smtp.close()
+                raise
+            self._smtp = smtp
+            outcome = to_reply("CONNECT", response.code, response.message)
+            if isinstance(outcome, Reply):
+                self._install_stream()
+            return outcome
+
+        step = await self._step(Stage.CONNECT, command, greet, verb="CONNECT",
+                                waiting="while waiting for the greeting", started=started,
+                                needs_connection=False)
+        if step.failure is not None and self._smtp is None:
+            sock.close()
+        return step
+
+    async def _tcp(self, budget: float) -> Reply | Failure:
+        """The TCP handshake, ending in `self._sock`; a Failure for what stops it. Returns a
+        placeholder reply on success (the step continues with the greeting)."""
+        ep = self.endpoint
+        where = ep.where
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in ep.address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -447,84 +481,53 @@ class Session:
                     sock.bind((self.source_address, 0))
                 except OSError as exc:
                     sock.close()
-                    return self._record(Stage.CONNECT, command, Failure(
-                        FailureKind.LOCAL, f"cannot send from {self.source_address}: "
-                        f"{exc.strerror or exc}"), started)
+                    return Failure(FailureKind.LOCAL, f"cannot send from {self.source_address}: "
+                                   f"{exc.strerror or exc}")
             connecting = asyncio.ensure_future(loop.sock_connect(sock, (ep.address, ep.port)))
             # Let the connect start (the SYN leaves), then load aiosmtplib while the kernel
             # completes the handshake: on the first connection of a run its import is off the
             # critical path (start-up time; a no-op later).
             await asyncio.sleep(0)
-            importing = time.perf_counter()
             import aiosmtplib  # noqa: F401
 
-            # The import is our work, not the server's: the step's time leaves it out.
-            started += time.perf_counter() - importing
             try:
                 await asyncio.wait_for(connecting, budget)
             except TimeoutError:
                 sock.close()
-                if by_deadline:
-                    failure = Failure(FailureKind.DEADLINE, f"no TCP connection to {where} "
-                                      f"before the overall deadline ran out (the port may be "
-                                      f"filtered)")
-                else:
-                    failure = Failure(FailureKind.TIMEOUT, f"no TCP connection to {where} "
-                                      f"within {budget:g} s (the port may be filtered)")
-                return self._record(Stage.CONNECT, command, failure, started)
+                _, by_deadline = self._budget()
+                if by_deadline or (self.deadline is not None
+                                   and loop.time() >= self.deadline):
+                    return Failure(FailureKind.DEADLINE, f"no TCP connection to {where} "
+                                   f"before the overall deadline ran out (the port may be "
+                                   f"filtered)")
+                return Failure(FailureKind.TIMEOUT, f"no TCP connection to {where} within "
+                               f"{budget:g} s (the port may be filtered)")
             except OSError as exc:
                 sock.close()
-                return self._record(Stage.CONNECT, command, _os_failure(exc, what=where),
-                                    started)
-        except asyncio.CancelledError:
+                return _os_failure(exc, what=where)
+        except BaseException:
             sock.close()
             raise
         self.tcp_connected = True
+        self._sock = sock
+        return Reply(None, None, ())
 
-        budget, by_deadline = self._budget()
-        if budget <= 0:
-            sock.close()
-            return self._record(Stage.CONNECT, command, self._deadline_failure(
-                "before the greeting came"), started)
-        import aiosmtplib
-
-        smtp = aiosmtplib.SMTP(
-            hostname=ep.name or ep.address, sock=sock, timeout=budget,
-            local_hostname=self.helo, start_tls=False, use_tls=implicit_tls,
-            tls_context=client_tls_context() if implicit_tls else None,
-        )
-        guard = self._guard()
-        try:
-            async with guard:
-                response = await smtp.connect()
-        except BaseException as exc:
-            smtp.close()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            if guard.expired():
-                return self._record(Stage.CONNECT, command, self._deadline_failure(
-                    "while waiting for the greeting"), started)
-            outcome = _failure_from(exc, stage=Stage.CONNECT, timeout=budget, verb="CONNECT")
-            if by_deadline and isinstance(outcome, Failure) and outcome.kind is FailureKind.TIMEOUT:
-                outcome = self._deadline_failure("while waiting for the greeting")
-            return self._record(Stage.CONNECT, command, outcome, started)
-        self._smtp = smtp
-        ended = time.perf_counter()
-        outcome = _reply("CONNECT", response.code, response.message)
-        if implicit_tls and isinstance(outcome, Reply):
-            self.tls = self._tls_info()
-        return self._record(Stage.CONNECT, command, outcome, started, ended)
-
-    async def ehlo(self) -> Step:
+    async def hello(self) -> list[Step]:
         """EHLO, and HELO when the server does not know EHLO (RFC 5321 4.1.4, 3.2)."""
-        step = await self._run(Stage.EHLO, f"EHLO {self.helo}", b"EHLO", self.helo.encode())
+        step = await self.send(wire.ehlo(self.helo))
+        steps = [step]
         if step.reply is not None and step.reply.code == 250:
             self._set_capabilities(step, esmtp=True)
         elif step.reply is not None and step.reply.code in (500, 502) and self.connected:
-            step = await self._run(Stage.EHLO, f"HELO {self.helo}", b"HELO", self.helo.encode())
+            step = await self.send(wire.helo(self.helo))
+            steps.append(step)
             if step.reply is not None and step.reply.code == 250:
                 self._set_capabilities(step, esmtp=False)
-        return step
+        return steps
+
+    async def ehlo(self) -> Step:
+        """`hello`, for callers that need only the step that decided."""
+        return (await self.hello())[-1]
 
     def _set_capabilities(self, step: Step, *, esmtp: bool) -> None:
         from aiosmtplib import SMTPResponse
@@ -543,46 +546,42 @@ class Session:
 
     async def starttls(self) -> Step:
         """STARTTLS and the handshake (RFC 3207). Afterwards the caller must EHLO again."""
-        budget, by_deadline = self._budget()
-        if budget <= 0:
-            return self._deadline_step(Stage.STARTTLS, "STARTTLS")
-        if not self.connected or self._smtp is None:
-            return self._not_connected(Stage.STARTTLS, "STARTTLS")
-        started = time.perf_counter()
         smtp = self._smtp
-        if not smtp.supports_extension("starttls"):
-            # aiosmtplib refuses to send STARTTLS unless it was advertised; pretend it was, the
-            # caller decided to try (e.g. to see how a server that hides it reacts).
-            smtp.esmtp_extensions["starttls"] = ""
-        guard = self._guard()
-        try:
-            async with guard:
+
+        async def act(budget: float) -> Reply | Failure:
+            assert smtp is not None and self._stream is not None
+            if not smtp.supports_extension("starttls"):
+                # aiosmtplib refuses to send STARTTLS unless it was advertised; pretend it was,
+                # the caller decided to try (e.g. to see how a server that hides it reacts).
+                smtp.esmtp_extensions["starttls"] = ""
+            # Whatever the server said before our STARTTLS is dropped with the plain stream
+            # (RFC 3207 6: nothing from before the handshake may be trusted after it).
+            self._stream.release()
+            self._stream = None
+            try:
                 response = await smtp.starttls(
                     tls_context=client_tls_context(),
                     server_hostname=self.endpoint.name or None,
                     timeout=budget,
                 )
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
+            except BaseException:
+                if smtp.is_connected and smtp.transport is not None:
+                    self._install_stream()
                 raise
-            if guard.expired():
-                smtp.close()
-                return self._record(Stage.STARTTLS, "STARTTLS",
-                                    self._deadline_failure("during STARTTLS"), started)
-            outcome = _failure_from(exc, stage=Stage.STARTTLS, timeout=budget, verb="STARTTLS")
-            if by_deadline and isinstance(outcome, Failure) and outcome.kind in (
-                    FailureKind.TIMEOUT, FailureKind.TLS_HANDSHAKE) and "within" in outcome.detail:
-                outcome = self._deadline_failure("during STARTTLS")
-            if isinstance(outcome, Failure) and outcome.kind in (
-                    FailureKind.TLS_HANDSHAKE, FailureKind.DEADLINE, FailureKind.TIMEOUT):
-                # After a broken handshake the connection is unusable (RFC 3207 4.1).
-                smtp.close()
-            return self._record(Stage.STARTTLS, "STARTTLS", outcome, started)
-        ended = time.perf_counter()
-        self.tls = self._tls_info()
-        self.capabilities = None  # RFC 3207 4.2: forget what was learned before TLS
-        return self._record(Stage.STARTTLS, "STARTTLS",
-                            _reply("STARTTLS", response.code, response.message), started, ended)
+            outcome = to_reply("STARTTLS", response.code, response.message)
+            if smtp.is_connected and smtp.transport is not None:
+                self._install_stream()
+            if isinstance(outcome, Reply) and outcome.code == 220:
+                self.capabilities = None  # RFC 3207 4.2: forget what was learned before TLS
+            return outcome
+
+        step = await self._step(Stage.STARTTLS, "STARTTLS", act, verb="STARTTLS",
+                                waiting="during STARTTLS")
+        if step.failure is not None and step.failure.kind in (
+                FailureKind.TLS_HANDSHAKE, FailureKind.DEADLINE, FailureKind.TIMEOUT):
+            # After a broken handshake the connection is unusable (RFC 3207 4.1).
+            self.close()
+        return step
 
     def _tls_info(self) -> TlsInfo:
         assert self._smtp is not None
@@ -610,8 +609,9 @@ class Session:
         return inspect_chain(chain, version=version, cipher=cipher_name, bits=bits,
                              expected_name=self.endpoint.name, store=store)
 
-    async def auth(self, user: str, password: str, mechanism: str) -> Step:
-        """AUTH with one mechanism (RFC 4954); the recorded command never holds the secret.
+
+    async def auth(self, user: str, password: str, mechanism: str) -> list[Step]:
+        """AUTH with one mechanism (RFC 4954); the shown commands never hold the secret.
 
         The session masks the password (and the user name inside AUTH blobs) in everything it
         records from now on, whatever redactor it was given. Whether credentials may go over
@@ -620,177 +620,147 @@ class Session:
         mechanism = mechanism.upper()
         self._secrets.append(Redactor([(user, password)]))
         if mechanism == "PLAIN":
-            blob = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
-            return await self._run(Stage.AUTH, f"AUTH PLAIN {MASK}",
-                                   b"AUTH", b"PLAIN", blob.encode())
+            return [await self.send(wire.auth("PLAIN", wire.sasl_plain(user, password)))]
         if mechanism == "LOGIN":
-            step = await self._run(Stage.AUTH, "AUTH LOGIN", b"AUTH", b"LOGIN")
-            if step.reply is None or step.reply.code != 334:
-                return step
-            user_b64 = base64.b64encode(user.encode()).decode("ascii")
-            step = await self._run(Stage.AUTH, f"{user_b64}  (user name)", user_b64.encode(),
-                                   verb="AUTH")
-            if step.reply is None or step.reply.code != 334:
-                return step
-            secret = base64.b64encode(password.encode()).decode("ascii")
-            return await self._run(Stage.AUTH, f"{MASK}  (password)", secret.encode(),
-                                   verb="AUTH")
+            steps = [await self.send(wire.auth("LOGIN"))]
+            if not _continues(steps[-1]):
+                return steps
+            user_b64 = wire.sasl_login(user)
+            steps.append(await self.send(wire.auth_line(user_b64, f"{user_b64}  (user name)")))
+            if not _continues(steps[-1]):
+                return steps
+            steps.append(await self.send(wire.auth_line(wire.sasl_login(password),
+                                                        f"{wire.MASK}  (password)")))
+            return steps
         if mechanism == "CRAM-MD5":
-            step = await self._run(Stage.AUTH, "AUTH CRAM-MD5", b"AUTH", b"CRAM-MD5")
-            if step.reply is None or step.reply.code != 334:
-                return step
-            try:
-                challenge = base64.b64decode(step.reply.text.strip(), validate=True)
-            except ValueError:
-                return self._record(Stage.AUTH, None, Failure(
+            steps = [await self.send(wire.auth("CRAM-MD5"))]
+            challenge = steps[-1].reply
+            if challenge is None or challenge.code != 334:
+                return steps
+            answer = wire.cram_md5(user, password, challenge.text)
+            if answer is None:
+                steps.append(self._record(Stage.AUTH, None, Failure(
                     FailureKind.PROTOCOL, "the CRAM-MD5 challenge is not base64"),
-                    time.perf_counter())
-            digest = hmac.new(password.encode(), challenge, "md5").hexdigest()
-            answer = base64.b64encode(f"{user} {digest}".encode()).decode("ascii")
-            return await self._run(Stage.AUTH, f"{MASK}  (CRAM-MD5 response)", answer.encode(),
-                                   verb="AUTH")
-        return self._record(Stage.AUTH, f"AUTH {_safe(mechanism)}", Failure(
+                    time.perf_counter()))
+                return steps
+            steps.append(await self.send(wire.auth_line(answer,
+                                                        f"{wire.MASK}  (CRAM-MD5 response)")))
+            return steps
+        return [self._record(Stage.AUTH, f"AUTH {wire.safe(mechanism)}", Failure(
             FailureKind.NOT_OFFERED, f"smtpprobe does not implement AUTH {mechanism}"),
-            time.perf_counter())
+            time.perf_counter())]
 
     async def mail(self, sender: str, params: Sequence[str] = ()) -> Step:
-        args = [f"FROM:<{sender}>", *params]
-        return await self._run(Stage.MAIL, "MAIL " + " ".join(args),
-                               b"MAIL", *(a.encode() for a in args))
+        return await self.send(wire.mail(sender, params))
 
     async def rcpt(self, recipient: str) -> Step:
-        arg = f"TO:<{recipient}>"
-        return await self._run(Stage.RCPT, f"RCPT {arg}", b"RCPT", arg.encode())
+        return await self.send(wire.rcpt(recipient))
 
     async def rset(self) -> Step:
-        return await self._run(Stage.MAIL, "RSET", b"RSET")
+        return await self.send(wire.rset())
 
     async def noop(self) -> Step:
-        return await self._run(Stage.QUIT, "NOOP", b"NOOP")
+        return await self.send(wire.noop())
 
     async def data(self, message: bytes) -> list[Step]:
         """DATA, then the message and its final dot (RFC 5321 4.1.1.4): two steps."""
-        first = await self._run(Stage.DATA, "DATA", b"DATA")
-        command = f"(message, {len(message)} bytes)"
+        first = await self.send(wire.data())
         if first.reply is None or first.reply.code != 354:
             return [first]
-        budget, by_deadline = self._budget()
-        if budget <= 0:
-            return [first, self._deadline_step(Stage.DATA, command)]
-        protocol = self._smtp.protocol if self._smtp is not None else None
-        if protocol is None or not self.connected:
-            return [first, self._not_connected(Stage.DATA, command)]
-        started = time.perf_counter()
-        guard = self._guard()
-        try:
-            async with guard:
-                protocol.write(_dot_stuffed(message))
-                response = await protocol.read_response(timeout=budget)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            if guard.expired():
-                self.close()
-                return [first, self._record(Stage.DATA, command, self._deadline_failure(
-                    "while waiting for the reply to the message"), started)]
-            outcome = _failure_from(exc, stage=Stage.DATA, timeout=budget, verb=".")
-            if by_deadline and isinstance(outcome, Failure) and outcome.kind is FailureKind.TIMEOUT:
-                outcome = self._deadline_failure("while waiting for the reply to the message")
-            return [first, self._record(Stage.DATA, command, outcome, started)]
-        return [first, self._record(Stage.DATA, command,
-                                    _reply(".", response.code, response.message), started)]
+        body = wire.dot_stuffed(message)
+        shown = f"(message, {len(message)} bytes)"
 
-    async def pipeline(self, commands: Sequence[tuple[Stage, str]], *,
+        async def act(budget: float) -> Reply | Failure:
+            assert self._stream is not None
+            self._stream.transport.write(body)
+            [(outcome, _)] = await self._exchange_written(".", budget)
+            return outcome
+
+        return [first, await self._step(
+            Stage.DATA, shown, act, verb=".",
+            waiting="while waiting for the reply to the message")]
+
+    async def _exchange_written(self, verb: str, budget: float
+                                ) -> list[tuple[Reply | Failure, float]]:
+        """The reply to something already written (the message after 354)."""
+        end = wire.Command(verb, (), Stage.DATA, verb)
+        stream = self._stream
+        assert stream is not None
+        got = await stream.take(1, budget)
+        if got:
+            raw, at = got[0]
+            outcome = raw if isinstance(raw, Failure) else to_reply(end.verb, raw.code, raw.text)
+        elif stream.closed:
+            outcome, at = Failure(FailureKind.CLOSED, "the server closed the connection"), 0.0
+        else:
+            outcome, at = Failure(FailureKind.TIMEOUT, f"no reply within {budget:g} s"), 0.0
+        if isinstance(outcome, Failure):
+            self.close()
+        return [(outcome, at)]
+
+    async def pipeline(self, commands: Sequence[Command], *,
                        quit_after: bool = False) -> list[Step]:
         """Send a group of commands in one write and read their replies (RFC 2920).
 
         Only for servers that advertise PIPELINING. With `quit_after`, QUIT ends the group
-        (RFC 2920 3.1 allows it last) and its reply is taken if it is already there, never
-        waited for.
+        (RFC 2920 3.1 allows it last); its reply is taken if it is already there, never waited
+        for, and its step (when it came) is the last one returned.
         """
         if not commands:
             return []
-        for _, text in commands:
-            _safe(text)
-        budget, by_deadline = self._budget()
-        if budget <= 0:
-            return [self._deadline_step(stage, text) for stage, text in commands]
-        if not self.connected or self._smtp is None or self._smtp.transport is None:
-            return [self._not_connected(stage, text) for stage, text in commands]
-        transport = self._smtp.transport
-        assert isinstance(transport, asyncio.Transport)
-        original = transport.get_protocol()
-        wire = "".join(text + "\r\n" for _, text in commands)
-        verbs = [text.split(" ", 1)[0].upper() for _, text in commands]
-        if quit_after:
-            wire += "QUIT\r\n"
-            verbs.append("QUIT")
-        # With QUIT last, its reply is parsed if it comes with the others, never waited for.
-        reader = _GroupReader(verbs, len(commands))
+        for command in commands:
+            command.line()  # UnsafeCommand before anything is written
+        group = [*commands, wire.quit_()] if quit_after else list(commands)
         started = time.perf_counter()
-        transport.set_protocol(reader)
-        try:
-            transport.write(wire.encode("utf-8"))
-            complete = await reader.wait(budget) and len(reader.replies) >= len(commands)
-        finally:
-            transport.set_protocol(original)
-        if reader.connection_lost_called and hasattr(original, "connection_lost"):
-            # aiosmtplib must learn that its transport is gone.
-            original.connection_lost(reader.lost)
+        results: list[tuple[Reply | Failure, float]] = []
+
+        async def act(budget: float) -> Reply | Failure:
+            results.extend(await self._exchange(group, budget, needed=len(commands)))
+            return results[0][0] if results else Failure(
+                FailureKind.CLOSED, "the server closed the connection")
+
+        first = await self._step(commands[0].stage, commands[0].shown, act,
+                                 verb=commands[0].verb, started=started)
+        if not results:
+            # The step helper answered for the whole group (deadline, closed connection).
+            assert first.failure is not None
+            return [first, *(self._record(c.stage, c.shown, first.failure, started)
+                             for c in commands[1:])]
         steps: list[Step] = []
-        for index, (stage, text) in enumerate(commands):
-            if index < len(reader.replies):
-                reply, at = reader.replies[index]
-                steps.append(self._record(stage, text, reply, started))
-                # Each reply's time is from the group's write to that reply's arrival.
-                last = self.steps[-1]
-                self.steps[-1] = Step(last.stage, last.command, last.reply, last.failure,
-                                      (at - started) * 1000, last.finding)
-                steps[-1] = self.steps[-1]
-                continue
-            if reader.failure is not None:
-                failure = reader.failure
-            elif reader.connection_lost_called or not complete and transport.is_closing():
-                failure = Failure(FailureKind.CLOSED, "the server closed the connection")
-            elif not complete:
-                failure = (self._deadline_failure("while waiting for the reply")
-                           if by_deadline else
-                           Failure(FailureKind.TIMEOUT, f"no reply within {budget:g} s"))
-            else:
-                failure = Failure(FailureKind.CLOSED, "the server closed the connection")
-            steps.append(self._record(stage, text, failure, started))
+        for index, (outcome, at) in enumerate(results):
+            command = group[index]
+            step = self._record(command.stage, command.shown, outcome, started)
+            # Each reply's time is from the group's write to that reply's arrival.
+            steps.append(Step(step.stage, step.command, step.reply, step.failure,
+                              (max(at, started) - started) * 1000))
         if quit_after:
-            if len(reader.replies) > len(commands):
-                reply, at = reader.replies[len(commands)]
-                self._record(Stage.QUIT, "QUIT", reply, started)
-            self.close()
-        elif reader.failure is not None or not complete or reader.connection_lost_called:
-            # The stream is out of step with our commands (or gone): it cannot be reused.
             self.close()
         return steps
 
-    async def quit(self) -> None:
+    async def quit(self) -> Step | None:
         """Say goodbye without waiting for the reply (nothing depends on it), then close."""
-        if self.connected and self._smtp is not None and self._smtp.transport is not None:
+        step = None
+        if self.connected and self._stream is not None:
             try:
-                self._smtp.transport.write(b"QUIT\r\n")  # type: ignore[attr-defined]
+                self._stream.transport.write(b"QUIT\r\n")
             except (OSError, RuntimeError):
                 pass
-            self.steps.append(Step(stage=Stage.QUIT, command="QUIT", elapsed_ms=0.0))
+            step = Step(stage=Stage.QUIT, command="QUIT", elapsed_ms=0.0)
         self.close()
+        return step
 
     def close(self) -> None:
+        if self._stream is not None:
+            self._stream.closed = True
+            self._stream = None
         if self._smtp is not None:
             self._smtp.close()
             self._smtp = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
-def _dot_stuffed(message: bytes) -> bytes:
-    """The message as it goes after 354: CRLF line ends, a leading dot doubled, and the
-    final "." line (RFC 5321 4.5.2, 4.1.1.4)."""
-    lines = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    body = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n"
-                    for line in lines)
-    return body + b".\r\n"
+def _continues(step: Step) -> bool:
+    """A 334: the server waits for the next SASL message (RFC 4954 4)."""
+    return step.reply is not None and step.reply.code == 334

@@ -18,14 +18,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from smtpprobe.core import wire
 from smtpprobe.core.address import parse_address
 from smtpprobe.core.redact import MASK, Redactor
+from smtpprobe.core.wire import MAX_LINE, RawReply, ReplyReader
 from smtpprobe.errors import UnsafeCommand, UsageError
 from smtpprobe.lab.hostile import HOSTILE
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
 from smtpprobe.lab.tls import LabCA, LabCert
-from smtpprobe.models import Failure, FailureKind, Stage
-from smtpprobe.net.session import MAX_LINE, Endpoint, Session, _clean, _GroupReader, _reply
+from smtpprobe.models import Failure, FailureKind, Reply, Stage
+from smtpprobe.net.session import Endpoint, Session
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -147,8 +149,7 @@ async def test_pipelined_reply_with_a_malformed_code_is_a_protocol_failure(bad: 
         await session.connect()
         await session.ehlo()
         assert session.capabilities is not None and session.capabilities.pipelining
-        mail, rcpt = await session.pipeline([(Stage.MAIL, "MAIL FROM:<>"),
-                                             (Stage.RCPT, "RCPT TO:<alice@lab.test>")])
+        mail, rcpt = await session.pipeline([wire.mail(""), wire.rcpt("alice@lab.test")])
         assert mail.reply is not None and mail.reply.code == 250
         assert rcpt.failure is not None and rcpt.failure.kind is FailureKind.PROTOCOL
         assert not session.connected
@@ -163,8 +164,7 @@ async def test_pipelined_replies_out_of_step_are_caught() -> None:
         session = session_for(server)
         await session.connect()
         await session.ehlo()
-        steps = await session.pipeline([(Stage.MAIL, "MAIL FROM:<>"),
-                                        (Stage.RCPT, "RCPT TO:<alice@lab.test>")],
+        steps = await session.pipeline([wire.mail(""), wire.rcpt("alice@lab.test")],
                                        quit_after=True)
         assert steps[0].reply is not None and steps[0].reply.code == 250
         assert steps[1].failure is not None and steps[1].failure.kind is FailureKind.PROTOCOL
@@ -175,8 +175,8 @@ async def test_pipelined_replies_out_of_step_are_caught() -> None:
 
 
 def test_clean_keeps_line_breaks_and_replaces_controls() -> None:
-    assert _clean("a\nb\tc") == "a\nb\tc"
-    cleaned = _clean("x\x1b[2J\x1b]0;t\x07\x00\r\x7f\u009b31m y")
+    assert wire.clean("a\nb\tc") == "a\nb\tc"
+    cleaned = wire.clean("x\x1b[2J\x1b]0;t\x07\x00\r\x7f\u009b31m y")
     assert not any(ord(ch) < 32 and ch not in "\n\t" for ch in cleaned)
     assert "\x7f" not in cleaned and "\u009b" not in cleaned
     assert cleaned.startswith("x\ufffd[2J") and cleaned.endswith(" y")
@@ -184,9 +184,9 @@ def test_clean_keeps_line_breaks_and_replaces_controls() -> None:
 
 def test_clean_reads_latin1_replies_and_marks_what_fits_nothing() -> None:
     raw = "550 Empf\xe4nger unbekannt: M\xfcller".encode("latin-1")
-    assert _clean(raw.decode("utf-8", "surrogateescape")) == "550 Empfänger unbekannt: Müller"
-    assert _clean(b"ok \x81".decode("utf-8", "surrogateescape")) == "ok \ufffd"
-    assert _clean("schön") == "schön"  # valid UTF-8 stays as it is
+    assert wire.clean(raw.decode("utf-8", "surrogateescape")) == "550 Empfänger unbekannt: Müller"
+    assert wire.clean(b"ok \x81".decode("utf-8", "surrogateescape")) == "ok \ufffd"
+    assert wire.clean("schön") == "schön"  # valid UTF-8 stays as it is
 
 
 async def test_escape_codes_never_reach_the_steps() -> None:
@@ -230,7 +230,7 @@ async def test_session_refuses_control_characters_before_writing(bad: str) -> No
         await session.connect()
         await session.ehlo()
         for call in (lambda: session.mail(bad), lambda: session.rcpt(bad),
-                     lambda: session.pipeline([(Stage.RCPT, f"RCPT TO:<{bad}>")]),
+                     lambda: session.pipeline([wire.rcpt(bad)]),
                      lambda: session.mail("ok@b.example", [f"SIZE=1{bad}"])):
             with pytest.raises(UnsafeCommand):
                 await call()
@@ -338,12 +338,12 @@ def test_session_refuses_any_command_text_with_a_control_character(head: str, co
 
     async def attempt() -> None:
         for call in (session.mail(text), session.rcpt(text),
-                     session.pipeline([(Stage.MAIL, text)])):
+                     session.pipeline([wire.mail(text)])):
             with pytest.raises(UnsafeCommand):
                 await call
 
     asyncio.run(attempt())
-    assert session.steps == []
+    assert not session.connected and not session.tcp_connected  # nothing was even opened
 
 
 # --- DATA ---------------------------------------------------------------------------------------
@@ -449,12 +449,12 @@ async def test_auth_masks_credentials_even_with_a_redactor_for_something_else(
     other = Redactor([("x", "another-secret-value")])
     async with await serve(HOSTILE["echo_auth"]) as server:
         session = session_for(server, redactor=other)
-        await session.connect()
-        await session.ehlo()
-        step = await session.auth(user, password, mechanism)
+        steps = [await session.connect(), *await session.hello()]
+        steps += await session.auth(user, password, mechanism)
+        step = steps[-1]
         await session.quit()
     assert step.reply is not None and step.reply.code == 535
-    text = "\n".join(f"{s.command} {s.reply.text if s.reply else ''}" for s in session.steps)
+    text = "\n".join(f"{s.command} {s.reply.text if s.reply else ''}" for s in steps)
     assert MASK in text
     forms = [password, password.encode().hex(), base64.b64encode(password.encode()).decode(),
              base64.b64encode(f"\0{user}\0{password}".encode()).decode()]
@@ -479,11 +479,11 @@ async def test_auth_after_starttls_against_an_echoing_server(echo_tls: LabServer
     assert start.reply is not None and start.reply.code == 220 and session.encrypted
     await session.ehlo()
     assert session.capabilities is not None and "PLAIN" in session.capabilities.auth_mechanisms
-    step = await session.auth(user, password, "PLAIN")
+    steps = await session.auth(user, password, "PLAIN")
     await session.quit()
-    assert step.reply is not None and step.reply.code == 535
-    assert password not in repr(session.steps)
-    assert base64.b64encode(password.encode()).decode() not in repr(session.steps)
+    assert steps[-1].reply is not None and steps[-1].reply.code == 535
+    assert password not in repr(steps)
+    assert base64.b64encode(password.encode()).decode() not in repr(steps)
 
 
 # --- the reply reader, with any bytes -------------------------------------------------------------
@@ -498,7 +498,7 @@ VERBS = ["CONNECT", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "RSET", "NOOP", 
            lambda b: b.decode("utf-8", "surrogateescape")))
 def test_any_code_and_text_give_a_reply_or_a_protocol_failure(verb: str, code: int,
                                                                message: str) -> None:
-    outcome = _reply(verb, code, message)
+    outcome = wire.to_reply(verb, code, message)
     if isinstance(outcome, Failure):
         assert outcome.kind is FailureKind.PROTOCOL
         text = outcome.detail
@@ -515,19 +515,27 @@ def test_any_code_and_text_give_a_reply_or_a_protocol_failure(verb: str, code: i
      b"250-" + b"x" * 9000, b"250 ok\r\n" + b"y" * 9000, b"\n"]), max_size=30),
        st.lists(st.sampled_from(["MAIL", "RCPT", "DATA", "RSET", "QUIT"]), min_size=1,
                 max_size=5))
-def test_group_reader_takes_any_bytes(chunks: list[bytes], verbs: list[str]) -> None:
-    async def feed() -> None:
-        reader = _GroupReader(verbs)
-        for chunk in chunks:
-            reader.data_received(chunk)
-            # Never more than a line's worth of bytes waits in the buffer.
-            assert len(reader._buffer) <= MAX_LINE
-        assert len(reader.replies) <= len(verbs)
-        for reply, _ in reader.replies:
-            assert reply.code is not None and 200 <= reply.code <= 599
+def test_reply_reader_takes_any_bytes(chunks: list[bytes], verbs: list[str]) -> None:
+    reader = ReplyReader()
+    got: list[RawReply | Failure] = []
+    for chunk in chunks:
+        reader.feed(chunk)
+        while (item := reader.next()) is not None:
+            got.append(item)
+            if isinstance(item, Failure):
+                break
+        # Never more than a line's worth of bytes waits in the buffer.
+        assert len(reader._buffer) <= MAX_LINE
         if reader.failure is not None:
-            assert reader.failure.kind in (FailureKind.PROTOCOL, FailureKind.REPLY_TOO_LONG)
-        reader.eof_received()
-        assert await reader.wait(0)
-
-    asyncio.run(feed())
+            break
+    failures = [item for item in got if isinstance(item, Failure)]
+    # A failure is final: it is the last thing read, and nothing is parsed after it.
+    assert len(failures) <= 1 and (not failures or got[-1] is failures[0])
+    if failures:
+        assert failures[0].kind in (FailureKind.PROTOCOL, FailureKind.REPLY_TOO_LONG)
+        reader.feed(b"250 ok\r\n")
+        assert reader.next() is failures[0]
+    for raw, verb in zip((i for i in got if isinstance(i, RawReply)), verbs * 10, strict=False):
+        assert 0 <= raw.code <= 999
+        outcome = wire.to_reply(verb, raw.code, raw.text)
+        assert isinstance(outcome, Reply) or outcome.kind is FailureKind.PROTOCOL
