@@ -283,6 +283,27 @@ class Step:
     def ok(self) -> bool:
         return self.failure is None and self.reply is not None and self.reply.klass in (2, 3)
 
+    # Named predicates instead of `step.reply is not None and step.reply.code == N` everywhere.
+
+    def replied(self, *codes: int) -> bool:
+        """The server answered with one of `codes`."""
+        return self.reply is not None and self.reply.code in codes
+
+    @property
+    def refused(self) -> bool:
+        """The server answered with a 4yz or 5yz reply."""
+        return self.reply is not None and self.reply.klass in (4, 5)
+
+    @property
+    def hanging_up(self) -> bool:
+        """No reply, or 421: the server is closing the channel (RFC 5321 3.8)."""
+        return self.reply is None or self.reply.code == 421
+
+    @property
+    def continues(self) -> bool:
+        """334: the server waits for the next SASL message (RFC 4954 4)."""
+        return self.replied(334)
+
 
 @dataclass(frozen=True, slots=True)
 class MxHost:

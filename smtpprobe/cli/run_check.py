@@ -6,41 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from smtpprobe.cli import exits
 from smtpprobe.core.address import Address
 from smtpprobe.core.redact import Redactor
 from smtpprobe.models import CheckReport, Verdict
-from smtpprobe.probe.check import Checker, CheckOptions, KnowledgeLoader
+from smtpprobe.probe.check import Checker, CheckOptions, KnowledgeLoader, check_all
 
 if TYPE_CHECKING:
     from smtpprobe.core.knowledge.load import KnowledgeBase
     from smtpprobe.probe.batch import BatchOptions
-
-MAX_CONCURRENT_CHECKS = 20
-
-
-async def check_all(checker: Checker, addresses: Sequence[Address], *,
-                    on_done: Callable[[int, CheckReport], None] | None = None
-                    ) -> list[CheckReport]:
-    """Check addresses one by one (each with its own connections), at most
-    MAX_CONCURRENT_CHECKS at a time; `--deadline` bounds the whole command, not each address.
-    The batch engine (batch.py) is what `check` uses for more than one address; this is the
-    reference it must agree with."""
-    limit = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
-    deadline = asyncio.get_running_loop().time() + checker.options.deadline
-
-    async def one(index: int, address: Address) -> CheckReport:
-        async with limit:
-            report = await checker.check(address, deadline=deadline)
-        if on_done is not None:
-            on_done(index, report)
-        return report
-
-    return list(await asyncio.gather(*(one(i, a) for i, a in enumerate(addresses))))
-
 
 class _InOrder:
     """Writes JSON lines in input order as soon as every earlier address is done."""
@@ -74,17 +51,17 @@ def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
     async def go() -> list[CheckReport]:
         if not many:
             return [await Checker(kb, options, redactor=redact).check(addresses[0])]
-        from smtpprobe.probe.batch import BatchChecker, BatchOptions, check_many
+        from smtpprobe.probe.batch import Pooled
 
-        checker = BatchChecker(kb, options, batch or BatchOptions(), redactor=redact)
+        checker = Checker(kb, options, redactor=redact, strategy=Pooled(batch))
         if not show_progress:
-            return await check_many(checker, addresses, on_done=stream)
+            return await check_all(checker, addresses, on_done=stream)
         from rich.console import Console
         from rich.progress import Progress
 
         with Progress(console=Console(stderr=True), transient=True) as progress:
             task = progress.add_task("checking", total=len(addresses))
-            return await check_many(checker, addresses,
+            return await check_all(checker, addresses,
                                     on_done=lambda _i, _r: progress.advance(task))
 
     reports = asyncio.run(go())
@@ -94,7 +71,8 @@ def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
 
             sys.stdout.write(dumps(check_dict(reports[0], lang), redact, indent=2) + "\n")
     else:
-        from smtpprobe.report.text import check_view, console
+        from smtpprobe.report.text import console
+        from smtpprobe.report.text_check import check_view
 
         out = console()
         for index, report in enumerate(reports):

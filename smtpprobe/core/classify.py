@@ -11,11 +11,13 @@ mailbox, at the end of DATA a message that is too large).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from smtpprobe.core.redact import Redactor
 from smtpprobe.core.replies import extract_reply, parse_reply
-from smtpprobe.models import Failure, Finding, Reply, Severity, Stage
+from smtpprobe.core.tlsproblems import tls_problems
+from smtpprobe.models import Failure, FailureKind, Finding, Reply, Severity, Stage, Step, TlsInfo
 
 if TYPE_CHECKING:
     from smtpprobe.core.knowledge.load import KnowledgeBase, Rule
@@ -184,6 +186,55 @@ def explain(kb: KnowledgeBase, text: str, stage: Stage | None = None) -> tuple[F
     extracted = extract_reply(text)
     reply = parse_reply(extracted.reply_text)
     return classify_reply(kb, stage or extracted.stage, reply), reply
+
+
+# Distinct (stage, reply, failure) triples remembered by one Classifier.
+_MEMO_MAX = 50_000
+
+
+@dataclass(slots=True)
+class Classifier:
+    """Classification as check, sweep and relay use it: one knowledge base, one redactor.
+
+    Steps come from the session already scrubbed; our own observations are scrubbed here,
+    since their detail may quote a server. The same reply classifies to the same finding, so
+    a batch of a thousand "250 2.1.5 Ok" costs one classification.
+    """
+
+    kb: KnowledgeBase
+    redactor: Redactor = field(default_factory=Redactor)
+    _memo: dict[tuple[Stage, Reply | None, Failure | None], Finding] = field(
+        default_factory=dict)
+
+    def step(self, step: Step) -> Step:
+        """The step with its finding (a step without reply or failure stays as it is)."""
+        if step.reply is None and step.failure is None:
+            return step
+        key = (step.stage, step.reply, step.failure)
+        finding = self._memo.get(key)
+        if finding is None:
+            finding = classify_reply(self.kb, step.stage, step.reply) if step.reply is not None \
+                else classify_failure(self.kb, step.stage, step.failure)  # type: ignore[arg-type]
+            if len(self._memo) < _MEMO_MAX:
+                self._memo[key] = finding
+        return replace(step, finding=finding)
+
+    def steps(self, steps: Iterable[Step]) -> list[Step]:
+        return [self.step(step) for step in steps]
+
+    def failure(self, stage: Stage, failure: Failure) -> Finding:
+        return classify_failure(self.kb, stage, failure)
+
+    def observe(self, stage: Stage, kind: FailureKind, detail: str) -> Finding:
+        """A fact we found on the way (no STARTTLS, a catch-all, an open relay)."""
+        return classify_failure(self.kb, stage, Failure(kind, self.redactor(detail)))
+
+    def tls(self, tls: TlsInfo | None, name: str) -> list[Finding]:
+        """What is wrong with a TLS connection that worked."""
+        if tls is None:
+            return []
+        return [self.observe(Stage.STARTTLS, kind, detail)
+                for kind, detail in tls_problems(tls, name)]
 
 
 def unique_findings(findings: Iterable[Finding]) -> list[Finding]:

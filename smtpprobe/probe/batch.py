@@ -2,8 +2,9 @@
 
 Checking a thousand addresses one by one means a thousand DNS lookups, a thousand TLS
 handshakes and a thousand connections to the same few servers, which look like an attack to
-them. The batch engine keeps every per-address decision of `probe.Checker` (the MX order, the
-staggered attempts, the verdict) and changes only how the conversations happen:
+them. `Pooled` is a conversation strategy for `probe.check.Checker`: every per-address decision
+(the MX order, the staggered attempts, the opening policy, the verdict) stays the checker's,
+and only how the conversations happen changes:
 
 - each domain is resolved once, however many addresses it has;
 - per MX address, one connection (or a few, `per_mx`) carries the RCPTs of many addresses, in
@@ -27,27 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from smtpprobe.core.address import Address
-from smtpprobe.core.redact import Redactor
-from smtpprobe.models import CheckReport, Failure, FailureKind, MxResult, Stage, Step
+from smtpprobe.models import Failure, FailureKind, MxResult, Stage, Step
 from smtpprobe.net.session import Session
-from smtpprobe.probe.check import (
-    Checker,
-    CheckOptions,
-    Conversation,
-    KnowledgeLoader,
-    Resolver,
-)
-
-if TYPE_CHECKING:
-    from smtpprobe.core.certs import TrustStore
-    from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.probe.check import Checker, Conversation, exchange, random_local_part
 
 # RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients per transaction.
 DEFAULT_MAX_RCPT = 100
@@ -133,7 +121,7 @@ class _Item:
 
     conv: Conversation
     recipients: tuple[str, ...]  # its own address first, then the catch-all probe if asked
-    mail: str  # the MAIL command it needs (SMTPUTF8 or not)
+    utf8: bool  # it needs SMTPUTF8 (when the server offers it): a MAIL of its own kind
     done: asyncio.Future[None]
     tries: int = 0
 
@@ -158,60 +146,50 @@ class _Opened:
     template: Conversation  # the opening steps (greeting, EHLO, STARTTLS, EHLO) and TLS facts
 
 
-class BatchChecker(Checker):
-    """A Checker whose conversations go through shared sessions (one pool per MX address)."""
+class Pooled:
+    """Conversations through shared sessions, one pool per MX address."""
 
-    def __init__(self, kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
-                 batch: BatchOptions, *, resolve: Resolver | None = None,
-                 rng: random.Random | None = None, redactor: Redactor | None = None,
-                 trust: TrustStore | None = None) -> None:
-        super().__init__(kb, options, resolve=resolve, rng=rng, redactor=redactor, trust=trust)
-        self.batch = batch
+    concurrent_checks: int | None = None  # every address waits in a queue; the pool limits
+
+    def __init__(self, batch: BatchOptions | None = None) -> None:
+        self.batch = batch or BatchOptions()
         self._domains: dict[str, asyncio.Future[MxResult]] = {}
         self._made_up: dict[str, str] = {}
         self._endpoints: dict[tuple[str, int, str | None], _Endpoint] = {}
         self._per_mx: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._pacers: dict[tuple[str, int], _Pacer] = {}
-        self._all = asyncio.Semaphore(batch.concurrency)
-        self._dns = asyncio.Semaphore(DNS_CONCURRENCY)
-        self._classified: dict[tuple[Stage, object, object], Step] = {}
+        self._all: asyncio.Semaphore | None = None
+        self._dns: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.sessions = 0  # connections opened, for the benchmarks
         self.transactions = 0
 
     # --- what is shared between addresses ----------------------------------------------------
 
-    def classify(self, step: Step) -> Step:
-        # The same reply text means the same finding; thousands of "250 2.1.5 Ok" are
-        # classified once.
-        key = (step.stage, step.reply, step.failure)
-        known = self._classified.get(key)
-        if known is None:
-            known = super().classify(step)
-            if len(self._classified) < 50_000:
-                self._classified[key] = known
-        return replace(step, finding=known.finding)
-
-    def made_up_address(self, domain: str) -> str:
+    def made_up_address(self, checker: Checker, domain: str) -> str:
         # One made-up address per domain: it asks each server the same question once.
         if domain not in self._made_up:
-            self._made_up[domain] = super().made_up_address(domain)
+            self._made_up[domain] = f"{random_local_part(checker.rng)}@{domain}"
         return self._made_up[domain]
 
-    async def _mail_hosts(self, address: Address, deadline: float) -> MxResult:
-        if self.options.server is not None:
+    async def mail_hosts(self, checker: Checker, address: Address,
+                         deadline: float) -> MxResult:
+        # Each domain is resolved once, however many of its addresses are checked.
+        if checker.options.server is not None:
             key = "server"
         elif address.literal is not None:
-            return await super()._mail_hosts(address, deadline)
+            return await checker.lookup(address, deadline)
         else:
             key = address.ascii_domain
         future = self._domains.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._domains[key] = future
+            if self._dns is None:
+                self._dns = asyncio.Semaphore(DNS_CONCURRENCY)
             try:
                 async with self._dns:
-                    result = await super()._mail_hosts(address, deadline)
+                    result = await checker.lookup(address, deadline)
             except BaseException as exc:
                 future.set_exception(exc)
                 del self._domains[key]
@@ -222,14 +200,13 @@ class BatchChecker(Checker):
 
     # --- conversations become items in a queue -------------------------------------------------
 
-    async def converse(self, conv: Conversation, recipients: Sequence[str], *,
-                       deadline: float) -> Conversation:
-        name = conv.host.name if conv.host.name != conv.address else None
-        key = (conv.address, conv.port, name)
+    async def converse(self, checker: Checker, conv: Conversation, recipients: Sequence[str],
+                       *, deadline: float) -> Conversation:
+        key = _key(conv)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
             endpoint = self._endpoints[key] = _Endpoint(key)
-        item = _Item(conv, tuple(recipients), self._mail_command(recipients),
+        item = _Item(conv, tuple(recipients), any(not r.isascii() for r in recipients),
                      asyncio.get_running_loop().create_future())
         if endpoint.greeted:
             conv.greeted.set()  # the server talks; a wait in its queue is no silence
@@ -238,10 +215,7 @@ class BatchChecker(Checker):
         # their first transactions: a handful of addresses is no reason for a second one.
         if endpoint.workers < self.batch.per_mx and (
                 len(endpoint.queue) > endpoint.workers * self.batch.error_budget):
-            endpoint.workers += 1
-            task = asyncio.create_task(self._work(endpoint, deadline))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_worker(checker, endpoint, deadline)
         try:
             await asyncio.shield(item.done)
         except asyncio.CancelledError:
@@ -253,10 +227,11 @@ class BatchChecker(Checker):
             conv.done.set()
         return conv
 
-    def _mail_command(self, recipients: Sequence[str]) -> str:
-        # SMTPUTF8 depends on the server's EHLO; the marker is resolved per session.
-        utf8 = any(not r.isascii() for r in recipients)
-        return f"MAIL FROM:<{self.options.mail_from}>" + (" SMTPUTF8" if utf8 else "")
+    def _start_worker(self, checker: Checker, endpoint: _Endpoint, deadline: float) -> None:
+        endpoint.workers += 1
+        task = asyncio.create_task(self._work(checker, endpoint, deadline))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -266,11 +241,13 @@ class BatchChecker(Checker):
 
     # --- the sessions -------------------------------------------------------------------------
 
-    async def _work(self, endpoint: _Endpoint, deadline: float) -> None:
+    async def _work(self, checker: Checker, endpoint: _Endpoint, deadline: float) -> None:
         address, port, _ = endpoint.key
         mx_key = (address, port)
         limit = self._per_mx.setdefault(mx_key, asyncio.Semaphore(self.batch.per_mx))
         pacer = self._pacers.setdefault(mx_key, _Pacer(self.batch.rate))
+        if self._all is None:
+            self._all = asyncio.Semaphore(self.batch.concurrency)
         try:
             async with limit, self._all:
                 while self._pending(endpoint):
@@ -278,15 +255,12 @@ class BatchChecker(Checker):
                         self._fail_all(endpoint)
                         break
                     await pacer.wait()
-                    await self._run_session(endpoint, pacer, deadline)
+                    await self._run_session(checker, endpoint, pacer, deadline)
         finally:
             endpoint.workers -= 1
             if self._pending(endpoint) and endpoint.workers == 0:
                 # Items arrived while the last worker was leaving: serve them.
-                endpoint.workers += 1
-                task = asyncio.create_task(self._work(endpoint, deadline))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start_worker(checker, endpoint, deadline)
 
     @staticmethod
     def _pending(endpoint: _Endpoint) -> bool:
@@ -294,7 +268,8 @@ class BatchChecker(Checker):
             endpoint.queue.popleft()
         return bool(endpoint.queue)
 
-    def _fail_all(self, endpoint: _Endpoint) -> None:
+    @staticmethod
+    def _fail_all(endpoint: _Endpoint) -> None:
         # The deadline passed while these waited: each gets what a lone check would get now.
         while endpoint.queue:
             item = endpoint.queue.popleft()
@@ -304,30 +279,31 @@ class BatchChecker(Checker):
                     stage=Stage.CONNECT, command=f"(connect to {where})", elapsed_ms=0.0,
                     failure=Failure(FailureKind.DEADLINE,
                                     "the overall deadline ran out before this step")))
-                self.settle(item.conv)
+                item.conv.settle()
                 item.done.set_result(None)
 
-    async def _run_session(self, endpoint: _Endpoint, pacer: _Pacer, deadline: float) -> None:
+    async def _run_session(self, checker: Checker, endpoint: _Endpoint, pacer: _Pacer,
+                           deadline: float) -> None:
         head = endpoint.queue[0]
         template = Conversation(head.conv.host, head.conv.address, head.conv.port)
         self.sessions += 1
-        session = await self._open(template, deadline, use_tls=self.options.starttls)
-        opened = _Opened(session, template) if session else None
+        session = await checker.open(template, deadline)
         if template.greeted.is_set():
             endpoint.greeted = True
             for item in endpoint.queue:
                 item.conv.greeted.set()
-        if opened is None:
+        if session is None:
             # Whatever stopped this session would stop a lone check the same way.
             for item in self._take_all_items(endpoint):
                 self._finish(item, template, [])
             if template.session is not None:
                 await template.session.quit()
             return
+        opened = _Opened(session, template)
         errors = replies = 0
         first = True
         try:
-            while self._pending(endpoint) and opened.session.connected:
+            while self._pending(endpoint) and session.connected:
                 budget_left = self.batch.error_budget - errors
                 size = transaction_size(budget_left, replies, errors, self.batch.max_rcpt)
                 if size <= 0:
@@ -338,34 +314,36 @@ class BatchChecker(Checker):
                 if not items:
                     break
                 self.transactions += 1
-                outcome = await self._transaction(opened, items, first=first)
+                outcome = await self._transaction(checker, opened, items, first=first)
                 errors += outcome.errors
                 replies += outcome.replies
                 first = False
                 if outcome.close:
                     break
         finally:
-            await opened.session.quit()
+            await session.quit()
 
-    def _take_all_items(self, endpoint: _Endpoint) -> list[_Item]:
+    @staticmethod
+    def _take_all_items(endpoint: _Endpoint) -> list[_Item]:
         items = [item for item in endpoint.queue if item.live]
         endpoint.queue.clear()
         return items
 
-    def _take_items(self, endpoint: _Endpoint, size: int) -> list[_Item]:
-        """Items for one transaction: the same MAIL command, at most `size` recipients."""
+    @staticmethod
+    def _take_items(endpoint: _Endpoint, size: int) -> list[_Item]:
+        """Items for one transaction: the same kind of MAIL, at most `size` recipients."""
         taken: list[_Item] = []
         recipients: set[str] = set()
-        mail: str | None = None
+        utf8: bool | None = None
         rest: deque[_Item] = deque()
         while endpoint.queue:
             item = endpoint.queue.popleft()
             if not item.live:
                 continue
             new = [r for r in item.recipients if r not in recipients]
-            if mail is None:
-                mail = item.mail
-            if item.mail != mail or (taken and len(recipients) + len(new) > size):
+            if utf8 is None:
+                utf8 = item.utf8
+            if item.utf8 != utf8 or (taken and len(recipients) + len(new) > size):
                 rest.append(item)
                 continue
             taken.append(item)
@@ -373,35 +351,26 @@ class BatchChecker(Checker):
         endpoint.queue.extendleft(reversed(rest))
         return taken
 
-    async def _transaction(self, opened: _Opened, items: list[_Item], *,
+    async def _transaction(self, checker: Checker, opened: _Opened, items: list[_Item], *,
                            first: bool) -> _Outcome:
         session = opened.session
         caps = session.capabilities
-        mail = items[0].mail
-        if mail.endswith(" SMTPUTF8") and not (caps is not None and caps.has("SMTPUTF8")):
-            mail = mail.removesuffix(" SMTPUTF8")
         order: list[str] = []
         for item in items:
             order.extend(r for r in item.recipients if r not in order)
-        commands = ([] if first else [(Stage.MAIL, "RSET")]) + [(Stage.MAIL, mail)] + [
-            (Stage.RCPT, f"RCPT TO:<{r}>") for r in order]
-        if self.options.pipelining and caps is not None and caps.pipelining:
-            steps = await session.pipeline(commands)
-        else:
-            steps = await self._one_by_one(session, commands)
-        classified = list(steps)  # findings come later, in Checker.check
-        session.steps.clear()
+        commands = checker.transaction(order, caps, rset=not first)
+        steps = await exchange(session, commands, pipelining=checker.pipelines(caps))
         if not first:
-            rset, classified = classified[0], classified[1:]
-            if rset.reply is None or rset.reply.code != 250:
+            rset, steps = steps[0], steps[1:]
+            if not rset.replied(250):
                 # Without a clean RSET the next MAIL would be out of step: start afresh.
                 self._requeue(opened, items)
                 return _Outcome(errors=1, replies=0, close=True)
-        mail_step, rcpt_steps = classified[0], classified[1:]
+        mail_step, rcpt_steps = steps[0], steps[1:]
         by_recipient = {r: rcpt_steps[i] for i, r in enumerate(order) if i < len(rcpt_steps)}
-        errors = sum(1 for s in classified if s.reply is not None and s.reply.klass in (4, 5))
+        errors = sum(1 for s in steps if s.refused)
         replies = sum(1 for s in rcpt_steps if s.reply is not None)
-        mail_ok = mail_step.reply is not None and mail_step.reply.code == 250
+        mail_ok = mail_step.replied(250)
         if not mail_ok and not first:
             # A refused MAIL in a later transaction may be about the session (a limit on
             # messages per connection): ask again in a new one, where a lone check would.
@@ -426,43 +395,22 @@ class BatchChecker(Checker):
         if len(own) < wanted:
             return not (head and first)
         for step in own:
-            if step.reply is None or step.reply.code == 421:
+            if step.hanging_up:
                 if not (head and first):
                     return True
-            elif step.reply.code in _ABOUT_TRANSACTION and not head:
+            elif step.replied(*_ABOUT_TRANSACTION) and not head:
                 return True
         return False
 
-    async def _one_by_one(self, session: Session,
-                          commands: list[tuple[Stage, str]]) -> list[Step]:
-        """Without PIPELINING: each command waits for its reply; stop where a lone check
-        stops (a refused MAIL or RSET, a 421, a lost connection)."""
-        steps: list[Step] = []
-        for _stage, text in commands:
-            verb, _, arg = text.partition(" ")
-            if verb == "RSET":
-                step = await session.rset()
-            elif verb == "MAIL":
-                params = arg.split(" ")[1:]
-                step = await session.mail(self.options.mail_from, params)
-            else:
-                step = await session.rcpt(arg.removeprefix("TO:<").removesuffix(">"))
-            steps.append(step)
-            if step.reply is None or step.reply.code == 421:
-                break
-            if verb in ("RSET", "MAIL") and step.reply.code != 250:
-                break
-        return steps
-
     def _requeue(self, opened: _Opened, items: list[_Item]) -> None:
-        key = _key(opened.template)
-        endpoint = self._endpoints[key]
+        endpoint = self._endpoints[_key(opened.template)]
         for item in reversed(items):
             if item.live:
                 item.tries += 1
                 endpoint.queue.appendleft(item)
 
-    def _finish(self, item: _Item, template: Conversation, transaction: list[Step]) -> None:
+    @staticmethod
+    def _finish(item: _Item, template: Conversation, transaction: list[Step]) -> None:
         """Give the address the conversation a lone check would have had."""
         if not item.live:
             return
@@ -472,8 +420,7 @@ class BatchChecker(Checker):
             conv.steps.append(Step(stage=Stage.QUIT, command="QUIT", elapsed_ms=0.0))
         conv.observations = list(template.observations)
         conv.session = template.session
-        conv.tls_session = template.tls_session
-        self.settle(conv)
+        conv.settle()
         item.done.set_result(None)
 
 
@@ -486,23 +433,3 @@ class _Outcome:
 
 def _key(conv: Conversation) -> tuple[str, int, str | None]:
     return (conv.address, conv.port, conv.host.name if conv.host.name != conv.address else None)
-
-
-async def check_many(checker: BatchChecker, addresses: Sequence[Address], *,
-                     on_done: Callable[[int, CheckReport], None] | None = None
-                     ) -> list[CheckReport]:
-    """Check every address; reports come back in input order. `on_done(index, report)` is
-    called as each one is ready. `--deadline` bounds the whole run, not each address."""
-    deadline = asyncio.get_running_loop().time() + checker.options.deadline
-
-    async def one(index: int, address: Address) -> CheckReport:
-        report = await checker.check(address, deadline=deadline)
-        if on_done is not None:
-            on_done(index, report)
-        return report
-
-    try:
-        reports = list(await asyncio.gather(*(one(i, a) for i, a in enumerate(addresses))))
-    finally:
-        await checker.close()
-    return reports

@@ -24,9 +24,10 @@ from email.utils import formatdate
 
 from smtpprobe.core.address import is_ip
 from smtpprobe.core.certs import TrustStore
-from smtpprobe.core.classify import classify_failure
+from smtpprobe.core.classify import Classifier
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.core.redact import Redactor
+from smtpprobe.core.verdict import relay_verdict
 from smtpprobe.models import (
     AuthResult,
     CheckStatus,
@@ -38,15 +39,15 @@ from smtpprobe.models import (
     Reason,
     RelayCheck,
     RelayReport,
-    RelayVerdict,
     Reply,
     Severity,
     Stage,
     Step,
     TlsInfo,
 )
-from smtpprobe.net.session import Session
-from smtpprobe.probe.sweep import Engine, where
+from smtpprobe.net.session import Endpoint, Session
+from smtpprobe.probe.dialog import Opening, Tls, open_dialog
+from smtpprobe.probe.login import login
 
 TLS_MODES = ("auto", "starttls", "implicit", "none")
 OPEN_RELAY_FROM = "smtpprobe-relay-test@example.com"
@@ -140,15 +141,6 @@ def build_message(mail_from: str, recipients: Sequence[str], *, helo: str,
     return msg.as_bytes(), message_id, subject
 
 
-def verdict(checks: Sequence[RelayCheck]) -> RelayVerdict:
-    failed = [c for c in checks if c.status is CheckStatus.FAIL]
-    if any(not c.temporary for c in failed):
-        return RelayVerdict.FAIL
-    if failed:
-        return RelayVerdict.TEMPORARY
-    return RelayVerdict.PASS
-
-
 def _temporary(finding: Finding | None, step: Step | None) -> bool:
     if step is not None and step.reply is not None:
         return step.reply.klass == 4
@@ -174,8 +166,9 @@ class Relay:
         self.kb = kb
         self.options = options
         self.credentials = credentials
-        self.engine = Engine(kb, helo=options.helo, timeout=options.timeout, trust=trust,
-                             redactor=redactor, source_address=options.source_address)
+        self.trust = trust
+        self.redactor = redactor
+        self.classifier = Classifier(kb, redactor)
         self.mode, self.tls_required = port_mode(options.port, options.tls)
 
     async def run(self) -> RelayReport:
@@ -192,23 +185,36 @@ class Relay:
                                          temporary=dns_finding.retryable))
             self._skip_rest(run, "connect")
         else:
-            session = self.engine.session(address, opts.port, name, deadline)
+            session = self._session(address, name, deadline)
             try:
                 await self._main(session, run)
             finally:
                 session.close()
             if opts.open_relay_check:
-                relay_session = self.engine.session(address, opts.port, name, deadline)
+                relay_session = self._session(address, name, deadline)
                 try:
                     run.checks.append(await self._open_relay(relay_session))
                 finally:
                     relay_session.close()
         return RelayReport(
             host=opts.host, address=address or "", port=opts.port, mode=self.mode,
-            verdict=verdict(run.checks), checks=tuple(run.checks), tls=run.tls,
+            verdict=relay_verdict(run.checks), checks=tuple(run.checks), tls=run.tls,
             message_id=run.message_id, queue_id=run.queue_id,
             user=self.credentials.user if self.credentials else None,
             elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    def _session(self, address: str, name: str | None, deadline: float) -> Session:
+        opts = self.options
+        return Session(Endpoint(address, opts.port, name), helo=opts.helo, timeout=opts.timeout,
+                       deadline=deadline, source_address=opts.source_address, trust=self.trust,
+                       redactor=self.redactor)
+
+    async def _open(self, session: Session) -> Opening:
+        opening = await open_dialog(session, starttls=self.mode is PortMode.STARTTLS,
+                                    implicit_tls=self.mode is PortMode.TLS)
+        opening.plain = self.classifier.steps(opening.plain)
+        opening.secured = self.classifier.steps(opening.secured)
+        return opening
 
     async def _resolve(self, deadline: float) -> tuple[str | None, str | None, Finding | None]:
         host = self.options.host
@@ -222,7 +228,7 @@ class Relay:
         if found.addresses:
             return found.addresses[0], host, None
         failure = found.failure or Failure(FailureKind.DNS_NO_ADDRESS, f"{host} has no address")
-        return None, None, classify_failure(self.kb, Stage.DNS, failure)
+        return None, None, self.classifier.failure(Stage.DNS, failure)
 
     # The checks after the first one that could not run: skipped, with the reason.
     def _skip_rest(self, run: _Run, after: str) -> None:
@@ -253,61 +259,41 @@ class Relay:
                           elapsed_ms=(time.perf_counter() - started) * 1000)
 
     async def _main(self, session: Session, run: _Run) -> None:
-        engine, opts = self.engine, self.options
+        opts = self.options
         label = session.endpoint.name or session.endpoint.address
 
         # connect: TCP, (TLS on 465), the greeting and EHLO.
         started = time.perf_counter()
-        steps: list[Step] = []
-        greeting = await session.connect(implicit_tls=self.mode is PortMode.TLS)
-        engine.take(session, steps)
-        if greeting.reply is not None and greeting.reply.code == 220:
-            hello = await session.ehlo()
-            engine.take(session, steps)
-            ok = hello.reply is not None and hello.reply.code == 250
-        else:
-            ok = False
-        if not ok:
-            run.checks.append(self._failed("connect", steps, started=started))
+        opening = await self._open(session)
+        if not opening.hello:
+            run.checks.append(self._failed("connect", opening.plain, started=started))
             await session.quit()
             self._skip_rest(run, "connect")
             return
-        run.checks.append(self._passed("connect", steps, started=started,
-                                       finding=steps[0].finding))
+        run.checks.append(self._passed("connect", opening.plain, started=started,
+                                       finding=opening.plain[0].finding))
 
         # tls
         started = time.perf_counter()
-        steps = []
-        if self.mode is PortMode.STARTTLS:
-            caps = session.capabilities
-            if caps is None or not caps.starttls:
-                finding = engine.observe(Stage.STARTTLS, FailureKind.NOT_OFFERED,
-                                         f"{where(session.endpoint.address, opts.port)} "
-                                         f"does not offer STARTTLS")
-                if self.tls_required:
-                    run.checks.append(RelayCheck("tls", CheckStatus.FAIL, finding,
-                                                 elapsed_ms=0.0))
-                    await session.quit()
-                    self._skip_rest(run, "tls")
-                    return
-                run.checks.append(RelayCheck("tls", CheckStatus.SKIP, finding,
-                                             note=Reason("tls_optional")))
-            else:
-                start = await session.starttls()
-                engine.take(session, steps)
-                ok = start.reply is not None and start.reply.code == 220
-                if ok:
-                    again = await session.ehlo()
-                    engine.take(session, steps)
-                    ok = again.reply is not None and again.reply.code == 250
-                if not ok:
-                    run.checks.append(self._failed("tls", steps, started=started))
-                    await session.quit()
-                    self._skip_rest(run, "tls")
-                    return
-                run.checks.append(self._tls_check(session, steps, label, started))
-        elif self.mode is PortMode.TLS:
-            run.checks.append(self._tls_check(session, steps, label, started))
+        if opening.tls is Tls.NOT_OFFERED:
+            finding = self.classifier.observe(Stage.STARTTLS, FailureKind.NOT_OFFERED,
+                                              f"{session.endpoint.where} does not offer "
+                                              f"STARTTLS")
+            if self.tls_required:
+                run.checks.append(RelayCheck("tls", CheckStatus.FAIL, finding,
+                                             elapsed_ms=0.0))
+                await session.quit()
+                self._skip_rest(run, "tls")
+                return
+            run.checks.append(RelayCheck("tls", CheckStatus.SKIP, finding,
+                                         note=Reason("tls_optional")))
+        elif opening.tls in (Tls.REFUSED, Tls.BROKEN) or not opening.ready:
+            run.checks.append(self._failed("tls", opening.secured, started=started))
+            await session.quit()
+            self._skip_rest(run, "tls")
+            return
+        elif opening.tls in (Tls.UP, Tls.IMPLICIT):
+            run.checks.append(self._tls_check(session, opening.secured, label, started))
         else:
             run.checks.append(RelayCheck("tls", CheckStatus.SKIP, note=Reason("tls_none")))
         run.tls = session.tls
@@ -318,14 +304,13 @@ class Relay:
 
         # auth
         started = time.perf_counter()
-        steps = []
+        steps: list[Step] = []
         if self.credentials is None:
             run.checks.append(RelayCheck("auth", CheckStatus.SKIP, note=Reason("no_user")))
         else:
-            outcome = await engine.login(session, self.credentials, steps,
-                                         allow_plaintext=opts.allow_plaintext_auth,
-                                         tls_expected=self.tls_required,
-                                         verify=opts.verify)
+            outcome = await login(session, self.credentials, self.classifier, steps,
+                                  allow_plaintext=opts.allow_plaintext_auth,
+                                  tls_expected=self.tls_required, verify=opts.verify)
             elapsed = (time.perf_counter() - started) * 1000
             if outcome.result is AuthResult.OK:
                 run.checks.append(RelayCheck("auth", CheckStatus.PASS, outcome.finding,
@@ -351,9 +336,9 @@ class Relay:
             return
         started = time.perf_counter()
         steps = []
-        mail = await session.mail(opts.mail_from)
-        engine.take(session, steps)
-        if mail.reply is None or mail.reply.code != 250:
+        mail = self.classifier.step(await session.mail(opts.mail_from))
+        steps.append(mail)
+        if not mail.replied(250):
             run.checks.append(self._failed("mail", steps, started=started))
             await session.quit()
             self._skip_rest(run, "mail")
@@ -365,9 +350,9 @@ class Relay:
         for recipient in opts.recipients:
             started = time.perf_counter()
             steps = []
-            rcpt = await session.rcpt(recipient)
-            engine.take(session, steps)
-            if rcpt.reply is not None and rcpt.reply.code in (250, 251):
+            rcpt = self.classifier.step(await session.rcpt(recipient))
+            steps.append(rcpt)
+            if rcpt.replied(250, 251):
                 accepted.append(recipient)
                 run.checks.append(self._passed("rcpt", steps, subject=recipient,
                                                started=started))
@@ -389,7 +374,7 @@ class Relay:
 
     def _tls_check(self, session: Session, steps: list[Step], label: str,
                    started: float) -> RelayCheck:
-        problems = self.engine.tls_findings(session.tls, label)
+        problems = self.classifier.tls(session.tls, label)
         serious = [f for f in problems if f.severity not in (Severity.OK, Severity.INFO)]
         elapsed = (time.perf_counter() - started) * 1000
         if serious and self.options.verify:
@@ -407,13 +392,11 @@ class Relay:
         opts = self.options
         assert opts.mail_from is not None
         started = time.perf_counter()
-        steps: list[Step] = []
         message, message_id, _ = build_message(opts.mail_from, accepted, helo=opts.helo)
         run.message_id = message_id
-        await session.data(message)
-        self.engine.take(session, steps)
+        steps = self.classifier.steps(await session.data(message))
         last = steps[-1]
-        if last.reply is not None and last.reply.code == 250 and len(steps) >= 2:
+        if last.reply is not None and last.replied(250) and len(steps) >= 2:
             run.queue_id = parse_queue_id(last.reply)
             return self._passed("send", steps, started=started,
                                 note=Reason("queued", (("queue_id", run.queue_id or "?"),
@@ -422,10 +405,13 @@ class Relay:
 
     async def _open_relay(self, session: Session) -> RelayCheck:
         """Without AUTH: MAIL from an outside sender, RCPT to an outside recipient, no DATA."""
-        engine, opts = self.engine, self.options
+        opts = self.options
         started = time.perf_counter()
-        steps: list[Step] = []
-        here = where(session.endpoint.address, opts.port)
+        here = session.endpoint.where
+        # Some servers refuse everything before STARTTLS; the question is whether they relay
+        # once it is up, so it is asked over TLS when offered.
+        opening = await self._open(session)
+        steps = opening.steps
 
         def cannot_tell() -> RelayCheck:
             last = steps[-1]
@@ -434,52 +420,34 @@ class Relay:
                               elapsed_ms=(time.perf_counter() - started) * 1000,
                               note=Reason("open_relay_unknown"))
 
-        greeting = await session.connect(implicit_tls=self.mode is PortMode.TLS)
-        engine.take(session, steps)
-        if greeting.reply is None or greeting.reply.code != 220:
+        if not opening.ready:
+            if session.connected:
+                await session.quit()
             return cannot_tell()
-        hello = await session.ehlo()
-        engine.take(session, steps)
-        if hello.reply is None or hello.reply.code != 250:
-            await session.quit()
-            return cannot_tell()
-        caps = session.capabilities
-        if self.mode is PortMode.STARTTLS and caps is not None and caps.starttls:
-            # Some servers refuse everything before STARTTLS; the question is whether they
-            # relay once it is up, so ask it over TLS.
-            start = await session.starttls()
-            engine.take(session, steps)
-            if start.reply is not None and start.reply.code == 220:
-                again = await session.ehlo()
-                engine.take(session, steps)
-                if again.reply is None or again.reply.code != 250:
-                    await session.quit()
-                    return cannot_tell()
-            elif not session.connected:
-                return cannot_tell()
-        mail = await session.mail(opts.open_relay_from)
-        engine.take(session, steps)
+        mail = self.classifier.step(await session.mail(opts.open_relay_from))
+        steps.append(mail)
         decisive = mail
-        if mail.reply is not None and mail.reply.code == 250:
-            decisive = await session.rcpt(opts.open_relay_to)
-            engine.take(session, steps)
-        await session.quit()
-        engine.take(session, steps)
-        last = next(s for s in reversed(steps) if s.stage is decisive.stage)
+        if mail.replied(250):
+            decisive = self.classifier.step(await session.rcpt(opts.open_relay_to))
+            steps.append(decisive)
+        goodbye = await session.quit()
+        if goodbye is not None:
+            steps.append(goodbye)
         elapsed = (time.perf_counter() - started) * 1000
-        reply = last.reply
+        reply = decisive.reply
         if reply is None or reply.klass == 4:
             return cannot_tell()
         said = reply.render().replace("\n", " | ")
         if reply.klass == 2:
-            finding = engine.observe(
+            finding = self.classifier.observe(
                 Stage.RCPT, FailureKind.OPEN_RELAY,
                 f"{here} accepted RCPT TO:<{opts.open_relay_to}> from "
                 f"<{opts.open_relay_from}> without authentication: {said}")
             return RelayCheck("open_relay", CheckStatus.FAIL, finding, steps=tuple(steps),
                               elapsed_ms=elapsed)
-        command = "RCPT TO" if last.stage is Stage.RCPT else "MAIL FROM"
-        finding = engine.observe(last.stage, FailureKind.RELAY_REFUSED,
-                                 f"without authentication {here} refused {command}: {said}")
+        command = "RCPT TO" if decisive.stage is Stage.RCPT else "MAIL FROM"
+        finding = self.classifier.observe(decisive.stage, FailureKind.RELAY_REFUSED,
+                                          f"without authentication {here} refused {command}: "
+                                          f"{said}")
         return RelayCheck("open_relay", CheckStatus.PASS, finding, steps=tuple(steps),
                           elapsed_ms=elapsed)

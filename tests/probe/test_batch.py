@@ -20,15 +20,14 @@ from typing import Any
 
 import pytest
 
-from smtpprobe.cli.run_check import check_all
 from smtpprobe.core.address import Address, parse_address
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import LabDns, Record
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
 from smtpprobe.lab.world import DEMO_DOMAINS, Domain, LabWorld, lab_world, lab_world_in_thread
 from smtpprobe.models import CheckReport
-from smtpprobe.probe.batch import BatchChecker, BatchOptions, check_many, transaction_size
-from smtpprobe.probe.check import Checker, CheckOptions
+from smtpprobe.probe.batch import BatchOptions, Pooled, transaction_size
+from smtpprobe.probe.check import Checker, CheckOptions, check_all
 
 # Loopback addresses of this module's lab servers: .61-.69 (see lab/world.py for the others).
 EXTRA = (
@@ -83,9 +82,9 @@ async def alone(kb: KnowledgeBase, options: CheckOptions,
 
 
 async def batched(kb: KnowledgeBase, options: CheckOptions, addresses: Sequence[Address],
-                  batch: BatchOptions = BatchOptions()) -> tuple[list[CheckReport], BatchChecker]:
-    checker = BatchChecker(kb, options, batch)
-    return await check_many(checker, addresses), checker
+                  batch: BatchOptions = BatchOptions()) -> tuple[list[CheckReport], Pooled]:
+    pooled = Pooled(batch)
+    return await check_all(Checker(kb, options, strategy=pooled), addresses), pooled
 
 
 def assert_same(single: Sequence[CheckReport], many: Sequence[CheckReport]) -> None:

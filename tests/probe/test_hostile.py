@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from smtpprobe.core import wire
 from smtpprobe.core.address import parse_address
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import LabDns, Record
@@ -31,7 +32,8 @@ from smtpprobe.lab.smtp import LabServer, ServerSpec, serve, serve_many
 from smtpprobe.lab.tls import LabCA, LabCert
 from smtpprobe.models import Category, FailureKind, Stage, Step
 from smtpprobe.net.session import Endpoint, Session
-from smtpprobe.probe.check import Checker, CheckOptions
+from smtpprobe.probe.check import Checker, CheckOptions, exchange
+from smtpprobe.probe.dialog import open_dialog
 
 HELO = "probe.lab.test"
 TIMEOUT, DEADLINE = 2.0, 10.0
@@ -202,30 +204,15 @@ async def drive(server: LabServer, *, timeout: float = 1.0) -> list[Step]:
     session = Session(Endpoint(server.host, server.port), helo=HELO, timeout=timeout,
                       deadline=loop.time() + DEADLINE)
     try:
-        greeting = await session.connect()
-        if greeting.reply is None or greeting.reply.code != 220:
-            return session.steps
-        hello = await session.ehlo()
-        if hello.reply is None or hello.reply.code != 250:
-            return session.steps
+        opening = await open_dialog(session, starttls=True)
+        steps = opening.steps
+        if not opening.ready:
+            return steps
         caps = session.capabilities
-        assert caps is not None
-        if caps.starttls:
-            start = await session.starttls()
-            if start.reply is None:
-                return session.steps
-            if start.reply.code == 220:
-                await session.ehlo()
-        caps = session.capabilities
-        if caps is not None and caps.pipelining:
-            await session.pipeline([(Stage.MAIL, "MAIL FROM:<>"),
-                                    (Stage.RCPT, "RCPT TO:<alice@lab.test>")], quit_after=True)
-        else:
-            mail = await session.mail("")
-            if mail.reply is not None and mail.reply.code == 250:
-                await session.rcpt("alice@lab.test")
-            await session.quit()
-        return session.steps
+        steps += await exchange(session, [wire.mail(""), wire.rcpt("alice@lab.test")],
+                                pipelining=caps is not None and caps.pipelining,
+                                quit_after=True)
+        return steps
     finally:
         session.close()
 

@@ -18,6 +18,7 @@ from smtpprobe.core.certs import TrustStore
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.core.redact import Redactor
 from smtpprobe.core.replies import parse_reply
+from smtpprobe.core.verdict import relay_verdict as verdict
 from smtpprobe.lab.hostile import closed_port as free_port
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
 from smtpprobe.lab.tls import LabCA, LabCert
@@ -37,7 +38,6 @@ from smtpprobe.probe.relay import (
     build_message,
     parse_queue_id,
     port_mode,
-    verdict,
 )
 
 USER = "alice@lab.test"

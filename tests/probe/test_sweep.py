@@ -20,6 +20,7 @@ import pytest
 
 from smtpprobe.core.certs import TrustStore
 from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.core.recommendation import mechanism_order, recommend
 from smtpprobe.core.redact import Redactor
 from smtpprobe.errors import UsageError
 from smtpprobe.lab.hostile import closed_port as free_port
@@ -38,15 +39,8 @@ from smtpprobe.models import (
     SweepReport,
     TlsInfo,
 )
-from smtpprobe.probe.sweep import (
-    NOT_TRIED,
-    Sweeper,
-    SweepOptions,
-    auth_result,
-    mechanism_order,
-    parse_ports,
-    recommend,
-)
+from smtpprobe.probe.login import NOT_TRIED, auth_result
+from smtpprobe.probe.sweep import Sweeper, SweepOptions, parse_ports
 
 USER = "alice@lab.test"
 PASSWORD = "Lab-Secret-7f3a9c"

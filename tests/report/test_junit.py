@@ -13,6 +13,7 @@ from smtpprobe.core.classify import classify_failure, classify_text
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.core.redact import Redactor
 from smtpprobe.core.replies import parse_reply
+from smtpprobe.core.verdict import relay_verdict as verdict
 from smtpprobe.models import (
     CheckStatus,
     Failure,
@@ -25,7 +26,6 @@ from smtpprobe.models import (
     Stage,
     Step,
 )
-from smtpprobe.probe.relay import verdict
 from smtpprobe.report.junit import CLASSNAME, relay_junit
 
 PASSWORD = "Junit-Secret-55aa"

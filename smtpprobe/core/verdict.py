@@ -1,0 +1,199 @@
+"""The verdicts, as pure functions of plain values: no sockets, no clock, no knowledge loading.
+
+`check`: one address, from the DNS answer and a `Summary` of each conversation (its classified
+steps and observations). The MX order is the order of the summaries; the most preferred
+conversation that got an answer which decides (`definitive`) gives the verdict. `relay`: pass,
+temporary or fail from the checks of a relay run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from smtpprobe.core.address import Address
+from smtpprobe.core.classify import Classifier, unique_findings
+from smtpprobe.models import (
+    AddressStatus,
+    Category,
+    CheckStatus,
+    Failure,
+    FailureKind,
+    Finding,
+    MxResult,
+    RelayCheck,
+    RelayVerdict,
+    Severity,
+    Stage,
+    Step,
+    Verdict,
+)
+
+# DNS answers after which sending MTAs bounce: NXDOMAIN, a null MX (RFC 7505), a domain
+# without any mail host address, an MX that is an IP address. SERVFAIL and timeouts are not.
+_PERMANENT_DNS = frozenset({FailureKind.DNS_NXDOMAIN, FailureKind.NULL_MX,
+                            FailureKind.DNS_NO_ADDRESS, FailureKind.MX_IS_IP})
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """The mail transaction of one conversation: the last MAIL and the RCPTs."""
+
+    mail: Step | None
+    rcpts: tuple[Step, ...]
+
+    @classmethod
+    def of(cls, steps: Sequence[Step]) -> Transaction:
+        mails = [s for s in steps if s.stage is Stage.MAIL]
+        return cls(mails[-1] if mails else None,
+                   tuple(s for s in steps if s.stage is Stage.RCPT))
+
+    @property
+    def mail_refused(self) -> bool:
+        return self.mail is not None and self.mail.refused
+
+    @property
+    def definitive(self) -> bool:
+        """Whether the server gave an answer that decides (a 421 or no reply does not): a
+        refused MAIL (its policy on our sender applies to the whole domain), or a reply to
+        the first RCPT."""
+        mail = self.mail
+        if mail is None or mail.hanging_up:
+            return False
+        if mail.refused:
+            return True
+        return bool(self.rcpts) and not self.rcpts[0].hanging_up
+
+    @property
+    def decisive(self) -> Step | None:
+        """The step whose reply gives the verdict: a refused MAIL, or the first RCPT."""
+        if self.mail_refused:
+            return self.mail
+        return self.rcpts[0] if self.rcpts else None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """One conversation as the verdict sees it."""
+
+    steps: tuple[Step, ...]  # classified
+    observations: tuple[Finding, ...] = ()  # facts found on the way, classified
+    definitive: bool = False
+
+    @classmethod
+    def of(cls, steps: Sequence[Step], observations: Sequence[Finding] = ()) -> Summary:
+        return cls(tuple(steps), tuple(observations), Transaction.of(steps).definitive)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    finding: Finding
+    status: AddressStatus
+    findings: tuple[Finding, ...]
+    catch_all: bool | None = None
+
+
+def decide(classify: Classifier, address: Address, mx: MxResult, convs: Sequence[Summary], *,
+           catch_all_asked: bool) -> Decision:
+    """The verdict for one address."""
+    findings: list[Finding] = [classify.failure(Stage.DNS, w) for w in mx.warnings]
+    findings += [classify.failure(Stage.DNS, h.failure) for h in mx.hosts
+                 if h.failure is not None]
+    for conv in convs:
+        findings.extend(conv.observations)
+        mail_refused = Transaction.of(conv.steps).mail_refused
+        for step in conv.steps:
+            if step.finding is None or step.finding.severity in (Severity.OK, Severity.INFO):
+                continue
+            if mail_refused and step.stage is Stage.RCPT:
+                continue  # only an echo of the refused MAIL (e.g. 503 bad sequence)
+            findings.append(step.finding)
+
+    decisive: Finding | None = None
+    verdict = Verdict.UNREACHABLE
+    status = AddressStatus.UNKNOWN
+    catch_all: bool | None = None
+    dns_finding = classify.failure(Stage.DNS, mx.failure) if mx.failure is not None else None
+    definitive = next((c for c in convs if c.definitive), None)
+
+    if dns_finding is not None and not convs:
+        assert mx.failure is not None
+        decisive = dns_finding
+        if mx.failure.kind in _PERMANENT_DNS:
+            verdict, status = Verdict.REJECTED, AddressStatus.DOES_NOT_EXIST
+        findings.insert(0, dns_finding)
+    elif definitive is not None:
+        transaction = Transaction.of(definitive.steps)
+        chosen = transaction.decisive
+        assert chosen is not None and chosen.finding is not None and chosen.reply is not None
+        found, reply = chosen.finding, chosen.reply
+        decisive = found
+        verdict = {2: Verdict.ACCEPTED, 4: Verdict.DEFERRED}.get(reply.klass or 5,
+                                                                  Verdict.REJECTED)
+        if chosen.replied(552) and chosen.stage is Stage.RCPT:
+            # RFC 5321 4.5.3.1.10: clients treat 552 to RCPT as temporary (old servers sent
+            # it for "too many recipients"); a full mailbox (X.2.2) is persistent transient
+            # too (RFC 3463 3.3). MTAs defer, so does the verdict.
+            verdict = Verdict.DEFERRED
+        if verdict is Verdict.ACCEPTED:
+            # RFC 5321 3.5.3: 252 means "cannot verify, will try": existence unknown.
+            status = AddressStatus.UNKNOWN if chosen.replied(252) else AddressStatus.EXISTS
+            if catch_all_asked and len(transaction.rcpts) > 1:
+                probe = transaction.rcpts[1]
+                catch_all = probe.reply is not None and probe.reply.klass == 2
+                if catch_all:
+                    status = AddressStatus.CATCH_ALL
+                    findings.append(classify.observe(
+                        Stage.RCPT, FailureKind.CATCH_ALL,
+                        f"{address.domain} also accepted a made-up address "
+                        f"({probe.command or ''})"))
+        elif found.category in (Category.USER_UNKNOWN, Category.DOMAIN_NOT_FOUND):
+            status = AddressStatus.DOES_NOT_EXIST
+        elif found.category is Category.MAILBOX_FULL:
+            status = AddressStatus.EXISTS
+        elif found.category is Category.MAILBOX_INACTIVE:
+            status = AddressStatus.INACTIVE
+    else:
+        # Nobody gave a definitive answer: the most preferred server that said anything
+        # explains why; with no reply at all, the first failure does.
+        replied = [s for c in convs for s in c.steps if s.refused and s.finding]
+        failed = [s for c in convs for s in c.steps if s.failure is not None and s.finding]
+        if replied:
+            step = replied[0]
+            assert step.finding is not None and step.reply is not None
+            decisive = step.finding
+            verdict = Verdict.DEFERRED if step.reply.klass == 4 else Verdict.REJECTED
+        elif failed:
+            assert failed[0].finding is not None
+            decisive = failed[0].finding
+        elif dns_finding is not None:
+            decisive = dns_finding
+            findings.insert(0, dns_finding)
+        elif any(h.failure is not None for h in mx.hosts):
+            # No host had an address to try: the most preferred host's problem explains it.
+            host_failure = next(h.failure for h in mx.hosts if h.failure is not None)
+            decisive = classify.failure(Stage.DNS, host_failure)
+            if host_failure.kind in (FailureKind.MX_IS_IP, FailureKind.DNS_NO_ADDRESS):
+                verdict = Verdict.REJECTED  # sending MTAs give up on such a domain
+        else:
+            decisive = classify.failure(Stage.DNS, Failure(
+                FailureKind.DNS_NO_ADDRESS, "no mail host with a usable address"))
+            findings.insert(0, decisive)
+    assert decisive is not None
+    if decisive.about_prober and verdict is not Verdict.ACCEPTED:
+        status = AddressStatus.UNKNOWN
+    if decisive not in findings and decisive.severity not in (Severity.OK, Severity.INFO):
+        findings.insert(0, decisive)
+    return Decision(verdict, decisive, status, tuple(unique_findings(findings)), catch_all)
+
+
+def relay_verdict(checks: Sequence[RelayCheck]) -> RelayVerdict:
+    """Fail when a check fails for good, temporary when every failure may clear up by itself
+    (4xx, timeouts), pass otherwise."""
+    failed = [c for c in checks if c.status is CheckStatus.FAIL]
+    if any(not c.temporary for c in failed):
+        return RelayVerdict.FAIL
+    if failed:
+        return RelayVerdict.TEMPORARY
+    return RelayVerdict.PASS

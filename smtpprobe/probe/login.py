@@ -1,0 +1,114 @@
+"""The login a sweep and a relay check share: which mechanism, whether the password may go,
+and what the server's answer means.
+
+The password is only sent when the connection protects it: encrypted, with a certificate
+that verifies for the host, unless the user allows otherwise. Mechanisms are tried best first;
+the next one only when the server objects to the mechanism itself.
+"""
+
+from __future__ import annotations
+
+from smtpprobe.core.classify import Classifier
+from smtpprobe.core.recommendation import mechanism_order
+from smtpprobe.models import (
+    AuthOutcome,
+    AuthResult,
+    Category,
+    Credentials,
+    FailureKind,
+    Stage,
+    Step,
+)
+from smtpprobe.net.session import Session
+
+NOT_TRIED = AuthOutcome(AuthResult.NOT_TRIED)
+
+
+def auth_result(step: Step) -> AuthResult:
+    """What the last step of one login attempt means."""
+    if step.failure is not None or step.reply is None:
+        if step.failure is not None and step.failure.kind is FailureKind.NOT_OFFERED:
+            return AuthResult.NOT_OFFERED
+        return AuthResult.ERROR
+    reply = step.reply
+    if reply.klass == 2:
+        return AuthResult.OK
+    if reply.klass == 4:
+        return AuthResult.TEMPORARY
+    if step.replied(534):
+        return AuthResult.APP_PASSWORD
+    if step.replied(530, 538):
+        return AuthResult.TLS_REQUIRED
+    category = step.finding.category if step.finding is not None else None
+    if step.replied(535) or category is Category.AUTH_FAILED:
+        return AuthResult.FAILED
+    if category is Category.TLS_REQUIRED:
+        return AuthResult.TLS_REQUIRED
+    return AuthResult.METHOD_REJECTED
+
+
+def _next_mechanism_may_help(step: Step) -> bool:
+    # RFC 4954 6: 504 names the mechanism as unknown, 534 as too weak, 432 asks for a
+    # password transition with this mechanism; another mechanism may then work. A 535 says
+    # the credentials are wrong: more attempts would only bring a lockout closer.
+    return step.replied(504, 534, 432)
+
+
+async def login(session: Session, creds: Credentials, classifier: Classifier,
+                steps: list[Step], *, allow_plaintext: bool, tls_expected: bool = False,
+                verify: bool = True) -> AuthOutcome:
+    """AUTH with the best mechanism offered; the classified steps are added to `steps`.
+
+    The password is withheld on an unencrypted connection unless `allow_plaintext`, and even
+    then when TLS was expected here (a STARTTLS port that did not offer it looks exactly like
+    a man in the middle stripping it); and over TLS whose certificate does not verify for the
+    host unless `verify` is off (anyone could present such a one)."""
+    ep = session.endpoint
+    here = ep.where
+    caps = session.capabilities
+    offered = caps.auth_mechanisms if caps is not None else ()
+    encrypted = session.encrypted
+    observe = classifier.observe
+    if not offered:
+        detail = f"{here} offers no AUTH" + (" after TLS" if encrypted else "")
+        return AuthOutcome(AuthResult.NOT_OFFERED, finding=observe(
+            Stage.AUTH, FailureKind.NOT_OFFERED, detail))
+    order = mechanism_order(offered, encrypted=encrypted)
+    if not order:
+        return AuthOutcome(AuthResult.NOT_OFFERED, finding=observe(
+            Stage.AUTH, FailureKind.NOT_OFFERED,
+            f"{here} offers only AUTH {' '.join(offered)}, which smtpprobe cannot use"))
+    if not encrypted and tls_expected:
+        return AuthOutcome(AuthResult.WITHHELD, finding=observe(
+            Stage.AUTH, FailureKind.WITHHELD,
+            f"{here} was expected to offer STARTTLS and did not (a downgrade would look "
+            f"the same); the password was not sent (to test a login without TLS on "
+            f"purpose, name the port as PORT:plain and add --allow-plaintext-auth)"))
+    if not encrypted and not allow_plaintext:
+        return AuthOutcome(AuthResult.WITHHELD, finding=observe(
+            Stage.AUTH, FailureKind.WITHHELD,
+            f"the connection to {here} is not encrypted; the password was not sent "
+            f"(--allow-plaintext-auth would send it)"))
+    tls = session.tls
+    if encrypted and verify and tls is not None and not (
+            tls.verified and tls.name_matches is not False):
+        problem = tls.verify_error if not tls.verified else (
+            f"it names {', '.join(tls.names[:3]) or 'no host'}, not {ep.name}")
+        return AuthOutcome(AuthResult.UNTRUSTED, finding=observe(
+            Stage.AUTH, FailureKind.WITHHELD,
+            f"the certificate of {here} does not verify ({problem}); the password was "
+            f"not sent (--cafile for a private CA, --no-verify to send it anyway)"))
+    tried: list[str] = []
+    outcome = NOT_TRIED
+    for index, mechanism in enumerate(order):
+        tried.append(mechanism)
+        new = classifier.steps(await session.auth(creds.user, creds.password, mechanism))
+        steps.extend(new)
+        last = new[-1]
+        outcome = AuthOutcome(auth_result(last), mechanism, tuple(tried), last.finding)
+        if outcome.result is AuthResult.OK:
+            return outcome
+        more = index + 1 < len(order)
+        if not (more and session.connected and _next_mechanism_may_help(last)):
+            return outcome
+    return outcome
