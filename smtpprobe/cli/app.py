@@ -1,9 +1,9 @@
-"""Shared pieces of the command line: the typer app, common options, usage errors, main().
+"""The typer app: the ordered, lazily imported command table, the root callback, main().
 
-The command line: arguments -> request -> asyncio.run once -> render -> exit code.
+The command line: arguments -> options -> asyncio.run once -> report -> exit code.
 
-Exit codes (docs/cli.md): 0 accepted / passed, 1 rejected / failed, 2 usage error,
-3 deferred, unreachable or temporary. Usage errors are one line on stderr, before any traffic.
+Exit codes are one table in cli/exits.py. Usage errors are one line on stderr, before any
+traffic.
 Heavy modules (rich rendering, aiosmtplib, dnspython, the lab) are imported only by the
 commands that need them, so `--help` and `explain` start fast.
 """

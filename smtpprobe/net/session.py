@@ -516,12 +516,12 @@ class Session:
         """EHLO, and HELO when the server does not know EHLO (RFC 5321 4.1.4, 3.2)."""
         step = await self.send(wire.ehlo(self.helo))
         steps = [step]
-        if step.reply is not None and step.reply.code == 250:
+        if step.replied(250):
             self._set_capabilities(step, esmtp=True)
-        elif step.reply is not None and step.reply.code in (500, 502) and self.connected:
+        elif step.replied(500, 502) and self.connected:
             step = await self.send(wire.helo(self.helo))
             steps.append(step)
-            if step.reply is not None and step.reply.code == 250:
+            if step.replied(250):
                 self._set_capabilities(step, esmtp=False)
         return steps
 
@@ -623,11 +623,11 @@ class Session:
             return [await self.send(wire.auth("PLAIN", wire.sasl_plain(user, password)))]
         if mechanism == "LOGIN":
             steps = [await self.send(wire.auth("LOGIN"))]
-            if not _continues(steps[-1]):
+            if not steps[-1].continues:
                 return steps
             user_b64 = wire.sasl_login(user)
             steps.append(await self.send(wire.auth_line(user_b64, f"{user_b64}  (user name)")))
-            if not _continues(steps[-1]):
+            if not steps[-1].continues:
                 return steps
             steps.append(await self.send(wire.auth_line(wire.sasl_login(password),
                                                         f"{wire.MASK}  (password)")))
@@ -635,7 +635,7 @@ class Session:
         if mechanism == "CRAM-MD5":
             steps = [await self.send(wire.auth("CRAM-MD5"))]
             challenge = steps[-1].reply
-            if challenge is None or challenge.code != 334:
+            if challenge is None or not steps[-1].continues:
                 return steps
             answer = wire.cram_md5(user, password, challenge.text)
             if answer is None:
@@ -665,7 +665,7 @@ class Session:
     async def data(self, message: bytes) -> list[Step]:
         """DATA, then the message and its final dot (RFC 5321 4.1.1.4): two steps."""
         first = await self.send(wire.data())
-        if first.reply is None or first.reply.code != 354:
+        if not first.replied(354):
             return [first]
         body = wire.dot_stuffed(message)
         shown = f"(message, {len(message)} bytes)"
@@ -760,7 +760,3 @@ class Session:
             self._sock.close()
             self._sock = None
 
-
-def _continues(step: Step) -> bool:
-    """A 334: the server waits for the next SASL message (RFC 4954 4)."""
-    return step.reply is not None and step.reply.code == 334

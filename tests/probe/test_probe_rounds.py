@@ -1,6 +1,6 @@
 """Round trips and concurrency of one check: what goes on the wire in how many writes, that
 QUIT's reply is never waited for, and that the addresses of one host race (RFC 8305) while
-MX hosts keep their preference order (tests/test_check_lab.py has the MX cases)."""
+MX hosts keep their preference order (tests/probe/test_check_lab.py has the MX cases)."""
 
 from __future__ import annotations
 
