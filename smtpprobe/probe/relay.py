@@ -16,11 +16,13 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate
+from enum import Enum
+from typing import ClassVar
 
 from smtpprobe.core.address import is_ip
 from smtpprobe.core.certs import TrustStore
@@ -150,10 +152,21 @@ def _temporary(finding: Finding | None, step: Step | None) -> bool:
 # --- the run ---------------------------------------------------------------------------------
 
 
+class _Next(Enum):
+    """What the runner does after a check."""
+
+    GO_ON = "go_on"
+    SKIP_REST = "skip_rest"  # the later checks cannot run: each is listed as skipped
+    END = "end"  # the run is complete as it is (no sender: nothing after mail applies)
+
+
 @dataclass(slots=True)
 class _Run:
     """What one run collects on its way."""
 
+    session: Session = field(init=False)
+    opening: Opening | None = None
+    accepted: list[str] = field(default_factory=list)
     checks: list[RelayCheck] = field(default_factory=list)
     tls: TlsInfo | None = None
     message_id: str | None = None
@@ -259,22 +272,36 @@ class Relay:
                           elapsed_ms=(time.perf_counter() - started) * 1000)
 
     async def _main(self, session: Session, run: _Run) -> None:
-        opts = self.options
-        label = session.endpoint.name or session.endpoint.address
+        """The checks in order (sslyze's table of named checks, one runner): after a check
+        that stops the run, the rest are marked skipped once, here."""
+        run.session = session
+        for name, check in self._CHECKS:
+            after = await check(self, run)
+            if after is _Next.GO_ON:
+                continue
+            await session.quit()
+            if after is _Next.SKIP_REST:
+                self._skip_rest(run, name)
+            return
+        await session.quit()
 
-        # connect: TCP, (TLS on 465), the greeting and EHLO.
+    async def _connect(self, run: _Run) -> _Next:
+        """TCP, (TLS on 465), the greeting and EHLO; the whole opening runs here, the tls
+        check reads the rest of it."""
         started = time.perf_counter()
-        opening = await self._open(session)
+        run.opening = opening = await self._open(run.session)
         if not opening.hello:
             run.checks.append(self._failed("connect", opening.plain, started=started))
-            await session.quit()
-            self._skip_rest(run, "connect")
-            return
+            return _Next.SKIP_REST
         run.checks.append(self._passed("connect", opening.plain, started=started,
                                        finding=opening.plain[0].finding))
+        return _Next.GO_ON
 
-        # tls
+    async def _tls(self, run: _Run) -> _Next:
+        session, opening = run.session, run.opening
+        assert opening is not None
         started = time.perf_counter()
+        label = session.endpoint.name or session.endpoint.address
         if opening.tls is Tls.NOT_OFFERED:
             finding = self.classifier.observe(Stage.STARTTLS, FailureKind.NOT_OFFERED,
                                               f"{session.endpoint.where} does not offer "
@@ -282,95 +309,85 @@ class Relay:
             if self.tls_required:
                 run.checks.append(RelayCheck("tls", CheckStatus.FAIL, finding,
                                              elapsed_ms=0.0))
-                await session.quit()
-                self._skip_rest(run, "tls")
-                return
+                return _Next.SKIP_REST
             run.checks.append(RelayCheck("tls", CheckStatus.SKIP, finding,
                                          note=Reason("tls_optional")))
         elif opening.tls in (Tls.REFUSED, Tls.BROKEN) or not opening.ready:
             run.checks.append(self._failed("tls", opening.secured, started=started))
-            await session.quit()
-            self._skip_rest(run, "tls")
-            return
+            return _Next.SKIP_REST
         elif opening.tls in (Tls.UP, Tls.IMPLICIT):
             run.checks.append(self._tls_check(session, opening.secured, label, started))
         else:
             run.checks.append(RelayCheck("tls", CheckStatus.SKIP, note=Reason("tls_none")))
         run.tls = session.tls
-        if run.checks[-1].status is CheckStatus.FAIL:
-            await session.quit()
-            self._skip_rest(run, "tls")
-            return
+        return _Next.SKIP_REST if run.checks[-1].status is CheckStatus.FAIL else _Next.GO_ON
 
-        # auth
-        started = time.perf_counter()
-        steps: list[Step] = []
+    async def _auth(self, run: _Run) -> _Next:
+        opts = self.options
         if self.credentials is None:
             run.checks.append(RelayCheck("auth", CheckStatus.SKIP, note=Reason("no_user")))
-        else:
-            outcome = await login(session, self.credentials, self.classifier, steps,
-                                  allow_plaintext=opts.allow_plaintext_auth,
-                                  tls_expected=self.tls_required, verify=opts.verify)
-            elapsed = (time.perf_counter() - started) * 1000
-            if outcome.result is AuthResult.OK:
-                run.checks.append(RelayCheck("auth", CheckStatus.PASS, outcome.finding,
-                                             steps=tuple(steps), elapsed_ms=elapsed,
-                                             note=Reason("auth_with", (
-                                                 ("mechanism", outcome.mechanism or ""),))))
-            else:
-                last = steps[-1] if steps else None
-                run.checks.append(RelayCheck(
-                    "auth", CheckStatus.FAIL, outcome.finding, steps=tuple(steps),
-                    temporary=outcome.result is AuthResult.TEMPORARY or (
-                        outcome.result is AuthResult.ERROR and _temporary(outcome.finding,
-                                                                          last)),
-                    elapsed_ms=elapsed))
-                await session.quit()
-                self._skip_rest(run, "auth")
-                return
+            return _Next.GO_ON
+        started = time.perf_counter()
+        steps: list[Step] = []
+        outcome = await login(run.session, self.credentials, self.classifier, steps,
+                              allow_plaintext=opts.allow_plaintext_auth,
+                              tls_expected=self.tls_required, verify=opts.verify)
+        elapsed = (time.perf_counter() - started) * 1000
+        if outcome.result is AuthResult.OK:
+            run.checks.append(RelayCheck("auth", CheckStatus.PASS, outcome.finding,
+                                         steps=tuple(steps), elapsed_ms=elapsed,
+                                         note=Reason("auth_with", (
+                                             ("mechanism", outcome.mechanism or ""),))))
+            return _Next.GO_ON
+        last = steps[-1] if steps else None
+        run.checks.append(RelayCheck(
+            "auth", CheckStatus.FAIL, outcome.finding, steps=tuple(steps),
+            temporary=outcome.result is AuthResult.TEMPORARY or (
+                outcome.result is AuthResult.ERROR and _temporary(outcome.finding, last)),
+            elapsed_ms=elapsed))
+        return _Next.SKIP_REST
 
-        # mail
+    async def _mail(self, run: _Run) -> _Next:
+        opts = self.options
         if opts.mail_from is None:
             run.checks.append(RelayCheck("mail", CheckStatus.SKIP, note=Reason("no_from")))
-            await session.quit()
-            return
+            return _Next.END  # without a sender there is no transaction to check
         started = time.perf_counter()
-        steps = []
-        mail = self.classifier.step(await session.mail(opts.mail_from))
-        steps.append(mail)
+        mail = self.classifier.step(await run.session.mail(opts.mail_from))
         if not mail.replied(250):
-            run.checks.append(self._failed("mail", steps, started=started))
-            await session.quit()
-            self._skip_rest(run, "mail")
-            return
-        run.checks.append(self._passed("mail", steps, started=started))
+            run.checks.append(self._failed("mail", [mail], started=started))
+            return _Next.SKIP_REST
+        run.checks.append(self._passed("mail", [mail], started=started))
+        return _Next.GO_ON
 
-        # rcpt, one check per recipient
-        accepted: list[str] = []
-        for recipient in opts.recipients:
+    async def _rcpts(self, run: _Run) -> _Next:
+        """One check per recipient; a refusal does not stop the others."""
+        for recipient in self.options.recipients:
             started = time.perf_counter()
-            steps = []
-            rcpt = self.classifier.step(await session.rcpt(recipient))
-            steps.append(rcpt)
+            rcpt = self.classifier.step(await run.session.rcpt(recipient))
             if rcpt.replied(250, 251):
-                accepted.append(recipient)
-                run.checks.append(self._passed("rcpt", steps, subject=recipient,
+                run.accepted.append(recipient)
+                run.checks.append(self._passed("rcpt", [rcpt], subject=recipient,
                                                started=started))
             else:
-                run.checks.append(self._failed("rcpt", steps, subject=recipient,
+                run.checks.append(self._failed("rcpt", [rcpt], subject=recipient,
                                                started=started))
-                if not session.connected:
-                    break
+                if not run.session.connected:
+                    return _Next.SKIP_REST
+        return _Next.GO_ON
 
-        # send
-        if opts.send:
-            if not accepted:
-                self._skip_rest(run, "rcpt")
-            else:
-                run.checks.append(await self._send(session, run, accepted))
-        else:
+    async def _send_check(self, run: _Run) -> _Next:
+        if not self.options.send or not run.accepted:
+            # Not asked for, or no recipient to send to: what is left (a recipient after a
+            # lost connection, send) is skipped because of the rcpt checks.
             self._skip_rest(run, "rcpt")
-        await session.quit()
+            return _Next.END
+        run.checks.append(await self._send(run.session, run, run.accepted))
+        return _Next.GO_ON
+
+    _CHECKS: ClassVar[tuple[tuple[str, Callable[[Relay, _Run], Awaitable[_Next]]], ...]] = (
+        ("connect", _connect), ("tls", _tls), ("auth", _auth), ("mail", _mail),
+        ("rcpt", _rcpts), ("send", _send_check))
 
     def _tls_check(self, session: Session, steps: list[Step], label: str,
                    started: float) -> RelayCheck:
