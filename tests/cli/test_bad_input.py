@@ -9,9 +9,11 @@ a time, once per module; each is then its own test.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
-import sys
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,9 @@ from smtpprobe.core.replies import extract_reply, parse_ehlo, parse_reply
 from smtpprobe.errors import UsageError
 from smtpprobe.lab.smtp import serve
 from smtpprobe.models import Category, Failure, FailureKind, Stage
+
+# The type of conftest's run_cli fixture.
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 SERVER = "127.0.0.1:{port}"
 GOOD = "alice@lab.test"
@@ -228,8 +233,8 @@ CASES: tuple[Case, ...] = (
 @dataclass(frozen=True)
 class Outcome:
     code: int
-    out: bytes
-    err: bytes
+    out: str
+    err: str
     connections: int  # to the case's own lab server
 
 
@@ -249,38 +254,30 @@ def _files(tmp: Path) -> None:
     (tmp / "kb-link" / "a.toml").symlink_to(tmp / "nowhere.toml")
 
 
-async def _run_case(case: Case, tmp: Path, limit: asyncio.Semaphore) -> Outcome:
+async def _run_case(run_cli: RunCli, case: Case, tmp: Path,
+                    limit: asyncio.Semaphore) -> Outcome:
     async with limit:
         server = await serve("mailbox")
         try:
             args = [a.replace("{port}", str(server.port)).replace("{tmp}", str(tmp))
                     for a in case.args]
-            env = {k: v for k, v in os.environ.items() if not k.startswith("SMTPPROBE_")}
-            env.update(case.env, COLUMNS="120")
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "smtpprobe", *args, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-            try:
-                out, err = await asyncio.wait_for(proc.communicate(), 60)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise AssertionError(f"{case.id}: no end within 60 s") from None
+            # In a thread, so that this loop's lab server goes on answering meanwhile.
+            done = await asyncio.to_thread(run_cli, *args, env={**case.env, "COLUMNS": "120"},
+                                           timeout=60)
             await asyncio.sleep(0.05)  # a connection attempt, if any, has arrived by now
-            assert proc.returncode is not None
-            return Outcome(proc.returncode, out, err, server.connections)
+            return Outcome(done.returncode, done.stdout, done.stderr, server.connections)
         finally:
             await server.close()
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+def outcomes(tmp_path_factory: pytest.TempPathFactory, run_cli: RunCli) -> dict[str, Outcome]:
     tmp = tmp_path_factory.mktemp("bad-input")
     _files(tmp)
 
     async def run_all() -> dict[str, Outcome]:
         limit = asyncio.Semaphore(4)
-        results = await asyncio.gather(*(_run_case(c, tmp, limit) for c in CASES))
+        results = await asyncio.gather(*(_run_case(run_cli, c, tmp, limit) for c in CASES))
         return {case.id: result for case, result in zip(CASES, results, strict=True)}
 
     return asyncio.run(run_all())
@@ -293,9 +290,9 @@ def test_case_ids_are_unique() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, outcomes: dict[str, Outcome]) -> None:
     result = outcomes[case.id]
-    err = result.err.decode("utf-8", "replace")
+    err = result.err
     assert result.code == 2, (result.code, err, result.out[-500:])
-    assert result.out == b"", result.out[-500:]
+    assert result.out == "", result.out[-500:]
     lines = err.splitlines()
     assert len(lines) == 1 and err.endswith("\n"), err
     assert lines[0].startswith("smtpprobe: error: "), lines[0]
@@ -304,13 +301,14 @@ def test_bad_input(case: Case, outcomes: dict[str, Outcome]) -> None:
     assert result.connections == 0  # no traffic reached the server it was aimed at
 
 
-def test_a_good_run_does_reach_the_lab_server(outcomes: dict[str, Outcome]) -> None:
+def test_a_good_run_does_reach_the_lab_server(outcomes: dict[str, Outcome],
+                                              run_cli: RunCli) -> None:
     """The zero-connection assertions mean something: the same set-up with good input does
     connect (this runs a check of its own against a lab server)."""
 
     async def good() -> Outcome:
-        return await _run_case(Case("good", check_at_lab(GOOD, "--json"), ""), Path("."),
-                               asyncio.Semaphore(1))
+        return await _run_case(run_cli, Case("good", check_at_lab(GOOD, "--json"), ""),
+                               Path("."), asyncio.Semaphore(1))
 
     result = asyncio.run(good())
     assert result.code == 0 and result.connections == 1, result
@@ -379,12 +377,9 @@ def test_idn_and_literal_addresses_are_good_input(text: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["argv", "stdin", "batch-escape", "batch-bytes"])
-def test_explain_with_bytes_that_are_not_utf8_prints_valid_json(how: str,
-                                                                tmp_path: Path) -> None:
-    import json
-    import subprocess
-
-    args = [sys.executable, "-m", "smtpprobe", "explain", "--json"]
+def test_explain_with_bytes_that_are_not_utf8_prints_valid_json(how: str, tmp_path: Path,
+                                                                run_cli: RunCli) -> None:
+    args = ["explain", "--json"]
     stdin = b""
     if how == "argv":
         args.append(os.fsdecode(b"550 5.1.1 M\xfcller \xff unknown"))
@@ -398,10 +393,11 @@ def test_explain_with_bytes_that_are_not_utf8_prints_valid_json(how: str,
         batch = tmp_path / "batch.jsonl"
         batch.write_bytes(b'{"reply": "550 5.1.1 M\xfcller unknown"}\n')
         args += ["--batch", str(batch)]
-    proc = subprocess.run(args, input=stdin, capture_output=True, timeout=60)
-    assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    text = proc.stdout.decode("utf-8")  # strict: the output is valid UTF-8
+    # run_cli decodes strictly: output that is not valid UTF-8 fails the test there.
+    done = run_cli(*args, stdin=stdin, timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
     results = [json.loads(line) for line in text.splitlines() if line.strip()] \
         if how.startswith("batch") else [json.loads(text)]
     assert results and all(r["code"] in (550, 450) for r in results)
@@ -446,15 +442,12 @@ def test_classifier_takes_any_failure(kb: KnowledgeBase, kind: FailureKind, deta
 
 
 @pytest.mark.parametrize("flags", [(), ("--json",)])
-def test_explain_never_echoes_terminal_escapes_from_a_pasted_bounce(flags: tuple[str, ...]
-                                                                    ) -> None:
-    import subprocess
-
+def test_explain_never_echoes_terminal_escapes_from_a_pasted_bounce(flags: tuple[str, ...],
+                                                                    run_cli: RunCli) -> None:
     bounce = (b"Remote server said: 550 5.1.1 \x1b[2J\x1b]0;pwned\x07 user unknown \xc2\x9b31m "
               b"[bold red]styled[/]\r\n")
-    proc = subprocess.run([sys.executable, "-m", "smtpprobe", "explain", *flags], input=bounce,
-                          capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    assert b"\x1b" not in proc.stdout and b"\x07" not in proc.stdout
-    assert b"\xc2\x9b" not in proc.stdout
-    assert b"user unknown" in proc.stdout
+    done = run_cli("explain", *flags, stdin=bounce, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+    assert "\u009b" not in done.stdout  # b"\xc2\x9b" in the UTF-8 that run_cli decoded
+    assert "user unknown" in done.stdout

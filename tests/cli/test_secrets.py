@@ -19,11 +19,11 @@ import logging
 import os
 import pty
 import select
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -32,12 +32,16 @@ import pytest
 from smtpprobe.core.redact import MASK
 from smtpprobe.lab.hostile import HOSTILE
 from smtpprobe.lab.smtp import LabServer, serve
-from smtpprobe.lab.tls import LabCA, LabCert
+from smtpprobe.lab.tls import LabCert
 
 USER = "carol@lab.test"
 PASSWORD = "Corr3ct horse:battery-St4ple!"
 ENV = "H5_SECRET"
 HELO = "probe.lab.test"
+
+# The type of conftest's run_cli fixture, and of what it returns.
+Run = subprocess.CompletedProcess[str]
+RunCli = Callable[..., Run]
 
 
 def forms(user: str = USER, password: str = PASSWORD) -> list[str]:
@@ -103,13 +107,8 @@ class _Lab:
 
 
 @pytest.fixture(scope="module")
-def cafile(ca: LabCA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ca.write_pem(tmp_path_factory.mktemp("ca") / "lab-ca.pem")
-
-
-@pytest.fixture(scope="module")
-def lab(ca: LabCA) -> Iterator[_Lab]:
-    world = _Lab(ca.issue("mx.lab.test", "127.0.0.1"))
+def lab(cert: LabCert) -> Iterator[_Lab]:
+    world = _Lab(cert)  # conftest's: valid for mx.lab.test and 127.0.0.1, from `ca`
     yield world
     world.close()
 
@@ -130,26 +129,16 @@ def relay_args(lab: _Lab, server: str, cafile: Path, *extra: str) -> list[str]:
 
 
 def env() -> dict[str, str]:
+    """What run_cli gives a child, with the password in $H5_SECRET: for the children that
+    run_cli cannot start (one watched while it runs, one on a terminal)."""
     out = {k: v for k, v in os.environ.items() if not k.startswith("SMTPPROBE_")}
     out.update({ENV: PASSWORD, "COLUMNS": "200"})
     return out
 
 
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: bytes
-    err: bytes
-
-
-async def _child(args: list[str], limit: asyncio.Semaphore) -> Run:
+async def _child(run_cli: RunCli, args: list[str], limit: asyncio.Semaphore) -> Run:
     async with limit:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "smtpprobe", *args, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env())
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode is not None
-        return Run(proc.returncode, out, err)
+        return await asyncio.to_thread(run_cli, *args, env={ENV: PASSWORD}, timeout=120)
 
 
 SERVERS = ("accepting", "echo_tls", "echo_plain", "app_password", "failing")
@@ -159,7 +148,7 @@ MODES: dict[str, tuple[str, ...]] = {
 
 
 @pytest.fixture(scope="module")
-def runs(lab: _Lab, cafile: Path, tmp_path_factory: pytest.TempPathFactory
+def runs(lab: _Lab, cafile: Path, tmp_path_factory: pytest.TempPathFactory, run_cli: RunCli
          ) -> dict[tuple[str, str, str], tuple[Run, str]]:
     """(command, server, mode) -> the run and its JUnit file's text (relay only)."""
     junit_dir = tmp_path_factory.mktemp("junit")
@@ -174,7 +163,8 @@ def runs(lab: _Lab, cafile: Path, tmp_path_factory: pytest.TempPathFactory
 
     async def run_all() -> dict[tuple[str, str, str], Run]:
         limit = asyncio.Semaphore(3)
-        done = await asyncio.gather(*(_child(args, limit) for args in plans.values()))
+        done = await asyncio.gather(*(_child(run_cli, args, limit)
+                                      for args in plans.values()))
         return dict(zip(plans, done, strict=True))
 
     results = asyncio.run(run_all())
@@ -193,10 +183,10 @@ KEYS = [(c, s, m) for c in ("sweep", "relay") for s in SERVERS for m in MODES]
 def test_no_output_path_holds_the_password(
         key: tuple[str, str, str], runs: dict[tuple[str, str, str], tuple[Run, str]]) -> None:
     run, junit = runs[key]
-    assert b"Traceback" not in run.err, run.err.decode()
-    assert run.code in (0, 1, 3), (run.code, run.err.decode())
-    assert_clean(run.out, "stdout")
-    assert_clean(run.err, "stderr")
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.returncode in (0, 1, 3), (run.returncode, run.stderr)
+    assert_clean(run.stdout, "stdout")
+    assert_clean(run.stderr, "stderr")
     assert_clean(junit, "the JUnit file")
     command, server, mode = key
     if command == "relay":
@@ -208,15 +198,15 @@ def test_the_runs_did_log_in(lab: _Lab,
     """The suite proves something only if the password really went to the servers: the
     accepting one let us in, and the echoing ones echoed (and smtpprobe masked the echo)."""
     relay_ok, _ = runs[("relay", "accepting", "json")]
-    assert relay_ok.code == 0, relay_ok.out.decode()[-2000:]
+    assert relay_ok.returncode == 0, relay_ok.stdout[-2000:]
     for server in ("echo_tls", "echo_plain"):
         run, _ = runs[("relay", server, "verbose")]
-        text = run.out.decode()
+        text = run.stdout
         assert "535" in text and MASK in text, text[-3000:]
         auth_lines = [c for c in lab.servers[server].commands if c.startswith("AUTH")]
         assert auth_lines, server
     sweep_ok, _ = runs[("sweep", "accepting", "json")]
-    assert b'"result": "ok"' in sweep_ok.out
+    assert '"result": "ok"' in sweep_ok.stdout
 
 
 # --- error messages -------------------------------------------------------------------------------
@@ -227,40 +217,31 @@ def test_the_runs_did_log_in(lab: _Lab,
     ("", "empty"),
 ])
 def test_password_errors_never_quote_it(lab: _Lab, cafile: Path, password: str,
-                                        needle: str) -> None:
-    import subprocess
-
+                                        needle: str, run_cli: RunCli) -> None:
     for args in (sweep_args(lab, "accepting", cafile), relay_args(lab, "accepting", cafile)):
-        proc = subprocess.run([sys.executable, "-m", "smtpprobe", *args], capture_output=True,
-                              env={**env(), ENV: password}, stdin=subprocess.DEVNULL,
-                              timeout=60)
-        assert proc.returncode == 2
-        assert needle in proc.stderr.decode()
-        assert_clean(proc.stdout + proc.stderr, "a usage error")
+        done = run_cli(*args, env={ENV: password})
+        assert done.returncode == 2
+        assert needle in done.stderr
+        assert_clean(done.stdout + done.stderr, "a usage error")
 
 
 def test_password_file_errors_never_quote_it(lab: _Lab, cafile: Path,
-                                             tmp_path: Path) -> None:
-    import subprocess
-
+                                             tmp_path: Path, run_cli: RunCli) -> None:
     bad = tmp_path / "pw"
     bad.write_bytes(PASSWORD.encode("utf-8") + b"\xff\xfe")  # not UTF-8
     bad.chmod(0o600)
     args = sweep_args(lab, "accepting", cafile)
     at = args.index("--password-env")
     args[at:at + 2] = ["--password-file", str(bad)]
-    proc = subprocess.run([sys.executable, "-m", "smtpprobe", *args], capture_output=True,
-                          env=env(), stdin=subprocess.DEVNULL, timeout=60)
-    assert proc.returncode == 2 and b"not UTF-8" in proc.stderr
-    assert_clean(proc.stdout + proc.stderr, "a usage error")
+    done = run_cli(*args, env={ENV: PASSWORD})
+    assert done.returncode == 2 and "not UTF-8" in done.stderr
+    assert_clean(done.stdout + done.stderr, "a usage error")
 
 
 # --- argv, while the process runs -----------------------------------------------------------------
 
 
 def test_the_password_is_not_in_the_process_arguments(lab: _Lab, cafile: Path) -> None:
-    import subprocess
-
     args = relay_args(lab, "tarpit", cafile)
     args[args.index("--tls") + 1] = "none"
     proc = subprocess.Popen([sys.executable, "-m", "smtpprobe", *args], env=env(),

@@ -10,7 +10,7 @@ import asyncio
 import re
 import ssl
 import stat
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,11 @@ USERS = {"alice@lab.test": "correct horse", "bob": "battery staple"}
 ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3} ")
 
 
-@pytest.fixture(scope="module")
-def cert(ca: LabCA) -> LabCert:
-    return ca.issue("mx.lab.test", "127.0.0.1", "127.0.0.2", "127.0.0.3")
-
-
+# `cert` (conftest) is valid for mx.lab.test and 127.0.0.1-3; the clients here are aiosmtplib
+# and asyncio, so they trust the lab CA through an ssl.SSLContext rather than conftest's
+# TrustStore (`trust`, which is what smtpprobe itself takes).
 @pytest.fixture
-def trust(ca: LabCA) -> ssl.SSLContext:
+def ssl_trust(ca: LabCA) -> ssl.SSLContext:
     return ssl.create_default_context(cadata=ca.pem)
 
 
@@ -79,9 +77,8 @@ def verbs(commands: list[str]) -> list[str]:
 
 
 @pytest.fixture
-async def mailbox() -> AsyncIterator[LabServer]:
-    async with await serve("mailbox") as server:
-        yield server
+async def mailbox(lab_server: Callable[..., Awaitable[LabServer]]) -> LabServer:
+    return await lab_server("mailbox")
 
 
 # -- the certificate authority -------------------------------------------------------------
@@ -111,38 +108,39 @@ async def handshake(cert: LabCert, client: ssl.SSLContext, name: str) -> None:
 
 @pytest.mark.parametrize("name", ["mx.lab.test", "127.0.0.1", "MX.Lab.Test"])
 async def test_issued_certificate_verifies_for_its_names(
-    cert: LabCert, trust: ssl.SSLContext, name: str
+    cert: LabCert, ssl_trust: ssl.SSLContext, name: str
 ) -> None:
-    await handshake(cert, trust, name)
+    await handshake(cert, ssl_trust, name)
 
 
-async def test_wrong_name_fails_verification(cert: LabCert, trust: ssl.SSLContext) -> None:
+async def test_wrong_name_fails_verification(cert: LabCert, ssl_trust: ssl.SSLContext) -> None:
     with pytest.raises(ssl.SSLCertVerificationError) as info:
-        await handshake(cert, trust, "other.lab.test")
+        await handshake(cert, ssl_trust, "other.lab.test")
     assert info.value.verify_code == 62  # X509_V_ERR_HOSTNAME_MISMATCH
 
 
-async def test_expired_certificate_fails_verification(ca: LabCA, trust: ssl.SSLContext) -> None:
+async def test_expired_certificate_fails_verification(ca: LabCA,
+                                                      ssl_trust: ssl.SSLContext) -> None:
     expired = ca.issue("mx.lab.test", expired=True)
     assert expired.not_after < expired.not_before.replace(year=expired.not_before.year + 1)
     with pytest.raises(ssl.SSLCertVerificationError) as info:
-        await handshake(expired, trust, "mx.lab.test")
+        await handshake(expired, ssl_trust, "mx.lab.test")
     assert info.value.verify_code == 10  # X509_V_ERR_CERT_HAS_EXPIRED
 
 
 async def test_self_signed_certificate_fails_verification(
-    ca: LabCA, trust: ssl.SSLContext
+    ca: LabCA, ssl_trust: ssl.SSLContext
 ) -> None:
     alone = ca.issue("mx.lab.test", self_signed=True)
     assert alone.issuer is None
     assert alone.cert.issuer == alone.cert.subject
     with pytest.raises(ssl.SSLCertVerificationError) as info:
-        await handshake(alone, trust, "mx.lab.test")
+        await handshake(alone, ssl_trust, "mx.lab.test")
     assert info.value.verify_code == 18  # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
 
 
-async def test_another_ca_is_not_trusted(cert: LabCert) -> None:
-    stranger = ssl.create_default_context(cadata=LabCA.create("another CA").pem)
+async def test_another_ca_is_not_trusted(cert: LabCert, other_ca: LabCA) -> None:
+    stranger = ssl.create_default_context(cadata=other_ca.pem)
     with pytest.raises(ssl.SSLCertVerificationError):
         await handshake(cert, stranger, "mx.lab.test")
 
@@ -528,7 +526,7 @@ async def test_raw_scripts_are_a_base_for_other_servers() -> None:
         assert server.errors == []
 
 
-async def test_raw_scripts_can_switch_to_tls(cert: LabCert, trust: ssl.SSLContext) -> None:
+async def test_raw_scripts_can_switch_to_tls(cert: LabCert, ssl_trust: ssl.SSLContext) -> None:
     async def upgrade(conn: RawConnection) -> None:
         await conn.send("220 mx.lab.test ESMTP")
         while (line := await conn.read_command()) is not None:
@@ -543,7 +541,7 @@ async def test_raw_scripts_can_switch_to_tls(cert: LabCert, trust: ssl.SSLContex
         conn.close()
 
     async with await serve(Scenario("upgrade", "TLS by hand", raw=upgrade), cert=cert) as server:
-        client = await connect(server, trust=trust)
+        client = await connect(server, trust=ssl_trust)
         await client.ehlo()
         await client.starttls(server_hostname="mx.lab.test")
         assert client.get_transport_info("sslcontext") is not None
@@ -568,10 +566,10 @@ async def test_too_many_errors_end_the_conversation(mailbox: LabServer) -> None:
 
 
 async def test_starttls_offered_with_a_cert_and_not_after_tls(
-    cert: LabCert, trust: ssl.SSLContext
+    cert: LabCert, ssl_trust: ssl.SSLContext
 ) -> None:
     async with await serve("mailbox", cert=cert) as server:
-        client = await connect(server, trust=trust)
+        client = await connect(server, trust=ssl_trust)
         await client.ehlo()
         assert client.supports_extension("starttls")
         code, message = await reply(client.starttls(server_hostname="mx.lab.test"))
@@ -596,9 +594,9 @@ async def test_no_starttls_even_with_a_cert(cert: LabCert) -> None:
         await client.quit()
 
 
-async def test_starttls_required(cert: LabCert, trust: ssl.SSLContext) -> None:
+async def test_starttls_required(cert: LabCert, ssl_trust: ssl.SSLContext) -> None:
     async with await serve("starttls_required", cert=cert) as server:
-        client = await connect(server, trust=trust)
+        client = await connect(server, trust=ssl_trust)
         await client.ehlo()
         assert await reply(client.mail("probe@client.lab.test")) == (
             530, "5.7.0 Must issue a STARTTLS command first")
@@ -611,9 +609,10 @@ async def test_starttls_required(cert: LabCert, trust: ssl.SSLContext) -> None:
         await client.quit()
 
 
-async def test_a_client_that_rejects_the_cert_is_no_lab_error(cert: LabCert) -> None:
+async def test_a_client_that_rejects_the_cert_is_no_lab_error(cert: LabCert,
+                                                            other_ca: LabCA) -> None:
     async with await serve("mailbox", cert=cert) as server:
-        stranger = ssl.create_default_context(cadata=LabCA.create("another CA").pem)
+        stranger = ssl.create_default_context(cadata=other_ca.pem)
         client = await connect(server, trust=stranger)
         await client.ehlo()
         with pytest.raises(ssl.SSLCertVerificationError):
@@ -688,9 +687,9 @@ async def test_app_password_reply_has_two_lines() -> None:
         await client.quit()
 
 
-async def test_submission_over_starttls(cert: LabCert, trust: ssl.SSLContext) -> None:
+async def test_submission_over_starttls(cert: LabCert, ssl_trust: ssl.SSLContext) -> None:
     async with await serve("submission", cert=cert, users=USERS) as server:
-        client = await connect(server, trust=trust)
+        client = await connect(server, trust=ssl_trust)
         await client.ehlo()
         assert client.supports_extension("starttls")
         assert not client.supports_extension("auth")  # RFC 4954 4: not in the clear
@@ -722,10 +721,10 @@ async def test_submission_over_starttls(cert: LabCert, trust: ssl.SSLContext) ->
 
 
 async def test_submission_bare_login_owns_its_local_part(
-    cert: LabCert, trust: ssl.SSLContext
+    cert: LabCert, ssl_trust: ssl.SSLContext
 ) -> None:
     async with await serve("submission", cert=cert, users=USERS) as server:
-        client = await connect(server, trust=trust)
+        client = await connect(server, trust=ssl_trust)
         await client.ehlo()
         await client.starttls()
         await client.ehlo()
@@ -735,9 +734,9 @@ async def test_submission_bare_login_owns_its_local_part(
         await client.quit()
 
 
-async def test_submission_with_implicit_tls(cert: LabCert, trust: ssl.SSLContext) -> None:
+async def test_submission_with_implicit_tls(cert: LabCert, ssl_trust: ssl.SSLContext) -> None:
     async with await serve("submission", cert=cert, users=USERS, implicit_tls=True) as server:
-        client = await connect(server, trust=trust, implicit=True)
+        client = await connect(server, trust=ssl_trust, implicit=True)
         await client.ehlo()
         assert not client.supports_extension("starttls")
         assert client.supports_extension("auth")
@@ -787,11 +786,11 @@ async def test_serve_many_cleans_up_when_one_fails() -> None:
             pass
 
 
-async def test_close_ends_open_conversations(cert: LabCert, trust: ssl.SSLContext) -> None:
+async def test_close_ends_open_conversations(cert: LabCert, ssl_trust: ssl.SSLContext) -> None:
     server = await serve("mailbox", cert=cert)
     plain = await connect(server)
     await plain.ehlo()
-    secure = await connect(server, trust=trust)
+    secure = await connect(server, trust=ssl_trust)
     await secure.ehlo()
     await secure.starttls()
     await secure.ehlo()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import dns.asyncquery
 import dns.exception
@@ -49,9 +49,8 @@ BEHAVIOUR = {
 
 
 @pytest.fixture
-async def lab() -> AsyncIterator[LabDns]:
-    async with LabDns(RECORDS, behaviour=BEHAVIOUR) as server:
-        yield server
+async def lab(lab_dns: Callable[..., Awaitable[LabDns]]) -> LabDns:
+    return await lab_dns(RECORDS, behaviour=BEHAVIOUR)
 
 
 async def udp(lab: LabDns, name: str, rtype: str, timeout: float = 2.0) -> dns.message.Message:

@@ -7,7 +7,7 @@ import random
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 from hypothesis import given
@@ -85,9 +85,8 @@ HANG_GUARD = 2 * (TIMEOUT + smtpdns._GRACE) + 10
 
 
 @pytest.fixture
-async def lab() -> AsyncIterator[LabDns]:
-    async with LabDns(RECORDS, behaviour=BEHAVIOUR) as server:
-        yield server
+async def lab(lab_dns: Callable[..., Awaitable[LabDns]]) -> LabDns:
+    return await lab_dns(RECORDS, behaviour=BEHAVIOUR)
 
 
 async def mx(lab: LabDns, domain: str, seed: int = 0, timeout: float = TIMEOUT) -> MxResult:

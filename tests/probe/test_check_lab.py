@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from smtpprobe.core.address import parse_address
-from smtpprobe.core.knowledge.load import KnowledgeBase
-from smtpprobe.lab.dns import Record
+from smtpprobe.lab.dns import LabDns, Record
 from smtpprobe.lab.smtp import serve
 from smtpprobe.lab.tls import LabCA
 from smtpprobe.lab.world import (
@@ -26,7 +23,7 @@ from smtpprobe.lab.world import (
     records_for,
 )
 from smtpprobe.models import AddressStatus, Category, CheckReport, FailureKind, Stage, Verdict
-from smtpprobe.probe.check import Checker, CheckOptions
+from smtpprobe.probe.check import CheckOptions
 
 EXTRA = (
     Domain("relay.test", ((10, "mx.relay.test", "127.0.0.31", "relay_denied"),)),
@@ -47,6 +44,12 @@ EXTRA = (
 )
 DOMAINS = DEMO_DOMAINS + EXTRA
 
+# The types of conftest's check_options, check_address and run_cli fixtures, and of `check`.
+Options = Callable[..., CheckOptions]
+CheckAddress = Callable[[CheckOptions, str], Awaitable[CheckReport]]
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+Check = Callable[..., Awaitable[CheckReport]]
+
 
 @pytest.fixture
 async def world() -> AsyncIterator[LabWorld]:
@@ -54,26 +57,24 @@ async def world() -> AsyncIterator[LabWorld]:
         yield lab
 
 
-def options(world: LabWorld, **extra: object) -> CheckOptions:
-    base = CheckOptions(helo="probe.smtpprobe.test", port=world.port,
-                        nameservers=(world.resolver,), cafile=world.cafile, timeout=3.0,
-                        deadline=15.0)
-    return replace(base, **extra)  # type: ignore[arg-type]
+@pytest.fixture
+def check(world: LabWorld, check_options: Options, check_address: CheckAddress) -> Check:
+    """`await check(address, **options)`: a check of `address` in `world`, with conftest's
+    lab options (3 s a step, 15 s an address) unless `options` say otherwise."""
 
+    async def run(address: str, **extra: Any) -> CheckReport:
+        return await check_address(check_options(world, **extra), address)
 
-async def check(kb: KnowledgeBase, world: LabWorld, address: str, **extra: object) -> CheckReport:
-    parsed = parse_address(address)
-    assert parsed is not None
-    return await Checker(kb, options(world, **extra)).check(parsed)
+    return run
 
 
 def stages(report: CheckReport, host: int = -1) -> list[str]:
     return [str(s.stage) for s in report.hosts[host].steps]
 
 
-async def test_accepted_with_starttls_and_verified_certificate(kb: KnowledgeBase,
-                                                               world: LabWorld) -> None:
-    report = await check(kb, world, "alice@good.test")
+async def test_accepted_with_starttls_and_verified_certificate(
+        check: Check, world: LabWorld) -> None:
+    report = await check("alice@good.test")
     assert report.verdict is Verdict.ACCEPTED
     assert report.address_status is AddressStatus.EXISTS
     assert report.finding.category is Category.SUCCESS and report.finding.stage is Stage.RCPT
@@ -88,8 +89,8 @@ async def test_accepted_with_starttls_and_verified_certificate(kb: KnowledgeBase
     assert report.findings == ()
 
 
-async def test_unknown_user(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "nobody@good.test")
+async def test_unknown_user(check: Check) -> None:
+    report = await check("nobody@good.test")
     assert report.verdict is Verdict.REJECTED
     assert report.address_status is AddressStatus.DOES_NOT_EXIST
     assert report.finding.category is Category.USER_UNKNOWN
@@ -97,117 +98,116 @@ async def test_unknown_user(kb: KnowledgeBase, world: LabWorld) -> None:
     assert not report.finding.retryable
 
 
-async def test_mailbox_full_is_a_deferral(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "bob@full.test")
+async def test_mailbox_full_is_a_deferral(check: Check) -> None:
+    report = await check("bob@full.test")
     assert report.verdict is Verdict.DEFERRED
     assert report.finding.category is Category.MAILBOX_FULL
     assert report.address_status is AddressStatus.EXISTS
 
 
-async def test_relay_denied_leaves_address_unknown(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@relay.test")
+async def test_relay_denied_leaves_address_unknown(check: Check) -> None:
+    report = await check("alice@relay.test")
     assert report.verdict is Verdict.REJECTED
     assert report.finding.category is Category.RELAY_DENIED
     assert report.address_status is AddressStatus.UNKNOWN
 
 
-async def test_greylisting_defers_then_passes(kb: KnowledgeBase, world: LabWorld) -> None:
-    first = await check(kb, world, "alice@grey.test")
+async def test_greylisting_defers_then_passes(check: Check) -> None:
+    first = await check("alice@grey.test")
     assert first.verdict is Verdict.DEFERRED
     assert first.finding.category is Category.GREYLISTED and first.finding.retryable
     await asyncio.sleep(0.6)
-    second = await check(kb, world, "alice@grey.test")
+    second = await check("alice@grey.test")
     assert second.verdict is Verdict.ACCEPTED
 
 
-async def test_blocklisted_prober(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@blocked.test")
+async def test_blocklisted_prober(check: Check) -> None:
+    report = await check("alice@blocked.test")
     assert report.verdict is Verdict.REJECTED
     assert report.finding.category is Category.BLOCKLISTED
     assert report.finding.about_prober
     assert report.address_status is AddressStatus.UNKNOWN
 
 
-async def test_starttls_required_without_starttls(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@tls.test", starttls=False)
+async def test_starttls_required_without_starttls(check: Check) -> None:
+    report = await check("alice@tls.test", starttls=False)
     assert report.finding.category is Category.TLS_REQUIRED
     assert report.finding.stage is Stage.MAIL
     # With STARTTLS (the default) the same server accepts.
-    assert (await check(kb, world, "alice@tls.test")).verdict is Verdict.ACCEPTED
+    assert (await check("alice@tls.test")).verdict is Verdict.ACCEPTED
 
 
-async def test_auth_required_and_auth_failing_servers(kb: KnowledgeBase, world: LabWorld) -> None:
+async def test_auth_required_and_auth_failing_servers(check: Check) -> None:
     for domain in ("auth.test", "authfail.test"):
-        report = await check(kb, world, f"alice@{domain}")
+        report = await check(f"alice@{domain}")
         assert report.verdict is Verdict.REJECTED
         assert report.finding.category is Category.AUTH_REQUIRED, domain
         assert report.address_status is AddressStatus.UNKNOWN
 
 
-async def test_banner_rejection(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@banner.test")
+async def test_banner_rejection(check: Check) -> None:
+    report = await check("alice@banner.test")
     assert report.verdict is Verdict.REJECTED
     assert report.finding.stage is Stage.CONNECT and report.finding.code == 554
     assert report.address_status is AddressStatus.UNKNOWN
     assert stages(report) == ["connect", "quit"] or stages(report) == ["connect"]
 
 
-async def test_slow_banner_times_out(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@slow.test", timeout=1.0)
+async def test_slow_banner_times_out(check: Check) -> None:
+    report = await check("alice@slow.test", timeout=1.0)
     assert report.verdict is Verdict.UNREACHABLE
     step = report.hosts[0].steps[0]
     assert step.failure is not None and step.failure.kind is FailureKind.TIMEOUT
     assert report.finding.category is Category.CONNECTION_FAILED and report.finding.retryable
 
 
-async def test_disconnect_mid_conversation(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@drop.test")
+async def test_disconnect_mid_conversation(check: Check) -> None:
+    report = await check("alice@drop.test")
     assert report.verdict is Verdict.UNREACHABLE
     failed = [s for s in report.hosts[0].steps if s.failure is not None]
     assert failed and failed[0].failure is not None
     assert failed[0].failure.kind is FailureKind.CLOSED and failed[0].stage is Stage.RCPT
 
 
-async def test_rate_limited_banner_is_a_deferral(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@busy.test")
+async def test_rate_limited_banner_is_a_deferral(check: Check) -> None:
+    report = await check("alice@busy.test")
     assert report.verdict is Verdict.DEFERRED
     assert report.finding.code == 421 and report.finding.retryable
 
 
-async def test_helo_fallback_for_an_old_server(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@old.test")
+async def test_helo_fallback_for_an_old_server(check: Check) -> None:
+    report = await check("alice@old.test")
     assert report.verdict is Verdict.ACCEPTED
     commands = [s.command or "" for s in report.hosts[0].steps]
     assert any(c.startswith("EHLO") for c in commands)
     assert any(c.startswith("HELO") for c in commands)
 
 
-async def test_helo_rejected(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@helo.test")
+async def test_helo_rejected(check: Check) -> None:
+    report = await check("alice@helo.test")
     assert report.finding.category is Category.CLIENT_IDENTITY_REJECTED
     assert report.address_status is AddressStatus.UNKNOWN
 
 
-async def test_no_starttls_is_a_finding(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@plain.test")
+async def test_no_starttls_is_a_finding(check: Check) -> None:
+    report = await check("alice@plain.test")
     assert report.verdict is Verdict.ACCEPTED
     assert report.hosts[0].tls is None
     assert any(f.category is Category.TLS_UNAVAILABLE for f in report.findings)
 
 
-async def test_backup_mx_after_refused_primary(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@backup.test")
+async def test_backup_mx_after_refused_primary(check: Check) -> None:
+    report = await check("alice@backup.test")
     assert report.verdict is Verdict.ACCEPTED
     assert [h.host for h in report.hosts] == ["mx1.backup.test", "mx.good.test"]
     first = report.hosts[0].steps[0]
     assert first.failure is not None and first.failure.kind is FailureKind.REFUSED
 
 
-async def test_staggered_attempt_does_not_wait_for_a_tarpit(kb: KnowledgeBase,
-                                                            world: LabWorld) -> None:
+async def test_staggered_attempt_does_not_wait_for_a_tarpit(check: Check) -> None:
     # The preferred MX greets only after 5 s, beyond the 1.5 s step timeout: the backup,
     # started beside it after the stagger delay, decides.
-    report = await check(kb, world, "alice@tarpit.test", timeout=1.5, stagger=0.2)
+    report = await check("alice@tarpit.test", timeout=1.5, stagger=0.2)
     assert report.verdict is Verdict.ACCEPTED
     assert [h.host for h in report.hosts] == ["mx.slow.test", "mx.good.test"]
     slow = report.hosts[0].steps[0]
@@ -218,11 +218,10 @@ async def test_staggered_attempt_does_not_wait_for_a_tarpit(kb: KnowledgeBase,
     assert good_total < slow.elapsed_ms
 
 
-async def test_preference_wins_when_the_preferred_host_answers_late(
-        kb: KnowledgeBase, world: LabWorld) -> None:
+async def test_preference_wins_when_the_preferred_host_answers_late(check: Check) -> None:
     # Same tarpit, but a timeout long enough for the 5 s greeting: the backup answers first,
     # yet the verdict comes from the preferred host, as a sending MTA would deliver there.
-    report = await check(kb, world, "alice@tarpit.test", timeout=8.0, stagger=0.2)
+    report = await check("alice@tarpit.test", timeout=8.0, stagger=0.2)
     assert report.verdict is Verdict.ACCEPTED
     assert report.hosts[0].host == "mx.slow.test"
     assert report.hosts[0].steps[-1].stage in (Stage.QUIT, Stage.RCPT)
@@ -230,29 +229,28 @@ async def test_preference_wins_when_the_preferred_host_answers_late(
     assert rcpt and rcpt[0].reply is not None and rcpt[0].reply.code == 250
 
 
-async def test_all_hosts_refuse(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@allgone.test")
+async def test_all_hosts_refuse(check: Check) -> None:
+    report = await check("alice@allgone.test")
     assert report.verdict is Verdict.UNREACHABLE
     assert report.finding.category is Category.CONNECTION_FAILED
     assert len(report.hosts) == 2
 
 
-async def test_catch_all_detection(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "someone@catchall.test", catch_all=True)
+async def test_catch_all_detection(check: Check) -> None:
+    report = await check("someone@catchall.test", catch_all=True)
     assert report.verdict is Verdict.ACCEPTED and report.catch_all is True
     assert report.address_status is AddressStatus.CATCH_ALL
     assert any(f.category is Category.CATCH_ALL for f in report.findings)
     # A real mailbox server rejects the made-up local part: the address is confirmed.
-    real = await check(kb, world, "alice@good.test", catch_all=True)
+    real = await check("alice@good.test", catch_all=True)
     assert real.catch_all is False and real.address_status is AddressStatus.EXISTS
 
 
-async def test_null_mx_and_nxdomain_connect_to_nothing(kb: KnowledgeBase,
-                                                       world: LabWorld) -> None:
+async def test_null_mx_and_nxdomain_connect_to_nothing(check: Check, world: LabWorld) -> None:
     before = {name: server.connections for name, server in world.servers.items()}
     for address, kind in (("alice@nullmx.test", FailureKind.NULL_MX),
                           ("alice@nosuch.test", FailureKind.DNS_NXDOMAIN)):
-        report = await check(kb, world, address)
+        report = await check(address)
         assert report.verdict is Verdict.REJECTED
         assert report.finding.category is Category.DOMAIN_NOT_FOUND
         assert report.mx.failure is not None and report.mx.failure.kind is kind
@@ -260,19 +258,19 @@ async def test_null_mx_and_nxdomain_connect_to_nothing(kb: KnowledgeBase,
     assert {name: server.connections for name, server in world.servers.items()} == before
 
 
-async def test_pipelining_used_when_offered(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "alice@good.test")
+async def test_pipelining_used_when_offered(check: Check, world: LabWorld) -> None:
+    report = await check("alice@good.test")
     session = world.servers["mx.good.test"].sessions[-1]
     # MAIL, RCPT and QUIT arrived as one group (the lab records them in order).
     tail = [c.split()[0].upper() for c in session[-3:]]
     assert tail == ["MAIL", "RCPT", "QUIT"]
     assert report.verdict is Verdict.ACCEPTED
-    serial = await check(kb, world, "alice@good.test", pipelining=False)
+    serial = await check("alice@good.test", pipelining=False)
     assert serial.verdict is Verdict.ACCEPTED
 
 
-async def test_certificate_problems_are_findings_not_failures(kb: KnowledgeBase) -> None:
-    ca = LabCA.create()
+async def test_certificate_problems_are_findings_not_failures(
+        ca: LabCA, cafile: Path, check_options: Options, check_address: CheckAddress) -> None:
     cases = {
         "expired": (ca.issue("mx.cert.test", expired=True), Category.CERTIFICATE_PROBLEM,
                     "observe.cert.expired"),
@@ -284,30 +282,20 @@ async def test_certificate_problems_are_findings_not_failures(kb: KnowledgeBase)
     for label, (cert, category, rule) in cases.items():
         async with await serve("mailbox", host="127.0.0.43", cert=cert,
                                hostname="mx.cert.test") as server:
-            from smtpprobe.lab.dns import LabDns
-
             records = records_for([Domain("cert.test", ((10, "mx.cert.test", "127.0.0.43",
                                                           "mailbox"),))])
             async with LabDns(records) as zone:
-                import tempfile
-
-                with tempfile.TemporaryDirectory() as tmp:
-                    cafile = str(ca.write_pem(Path(tmp) / "ca.pem"))
-                    opts = CheckOptions(helo="probe.smtpprobe.test", port=server.port,
-                                        nameservers=(zone.address,), cafile=cafile,
-                                        timeout=3.0, deadline=10.0)
-                    parsed = parse_address("alice@cert.test")
-                    assert parsed is not None
-                    report = await Checker(kb, opts).check(parsed)
+                opts = check_options(port=server.port, nameservers=(zone.address,),
+                                     cafile=str(cafile), deadline=10.0)
+                report = await check_address(opts, "alice@cert.test")
         assert report.verdict is Verdict.ACCEPTED, label
         assert report.hosts[0].tls is not None, label
         matching = [f for f in report.findings if f.rule == rule]
         assert matching and matching[0].category is category, (label, report.findings)
 
 
-async def test_mx_is_ip_cname_and_no_address(kb: KnowledgeBase) -> None:
-    from smtpprobe.lab.dns import LabDns
-
+async def test_mx_is_ip_cname_and_no_address(check_options: Options,
+                                             check_address: CheckAddress) -> None:
     async with await serve("mailbox", host="127.0.0.44", hostname="mx.odd.test") as server:
         records = [
             Record("mxip.test", "MX", "10 127.0.0.44."),
@@ -317,13 +305,10 @@ async def test_mx_is_ip_cname_and_no_address(kb: KnowledgeBase) -> None:
             Record("noaddr.test", "MX", "10 ghost.noaddr.test."),
         ]
         async with LabDns(records) as zone:
-            opts = CheckOptions(helo="probe.smtpprobe.test", port=server.port,
-                                nameservers=(zone.address,), timeout=3.0, deadline=10.0)
+            opts = check_options(port=server.port, nameservers=(zone.address,), deadline=10.0)
             results = {}
             for address in ("a@mxip.test", "alice@cname.test", "a@noaddr.test"):
-                parsed = parse_address(address)
-                assert parsed is not None
-                results[address] = await Checker(kb, opts).check(parsed)
+                results[address] = await check_address(opts, address)
     assert results["a@mxip.test"].verdict is Verdict.REJECTED
     assert results["a@mxip.test"].finding.category is Category.ROUTING_ERROR
     cname = results["alice@cname.test"]
@@ -332,29 +317,22 @@ async def test_mx_is_ip_cname_and_no_address(kb: KnowledgeBase) -> None:
     assert results["a@noaddr.test"].verdict is Verdict.REJECTED
 
 
-async def test_ip_literal_address_skips_dns(kb: KnowledgeBase) -> None:
+async def test_ip_literal_address_skips_dns(check_options: Options,
+                                            check_address: CheckAddress) -> None:
     async with await serve("mailbox", host="127.0.0.45") as server:
-        parsed = parse_address("alice@[127.0.0.45]")
-        assert parsed is not None
-        opts = CheckOptions(helo="probe.smtpprobe.test", port=server.port, timeout=3.0,
-                            deadline=10.0, nameservers=(("127.0.0.1", 9),))
-        report = await Checker(kb, opts).check(parsed)
+        opts = check_options(port=server.port, deadline=10.0, nameservers=(("127.0.0.1", 9),))
+        report = await check_address(opts, "alice@[127.0.0.45]")
     assert report.verdict is Verdict.ACCEPTED
     assert server.sessions and any("alice@[127.0.0.45]" in c for c in server.sessions[0])
 
 
-async def test_german_and_english_texts_differ(kb: KnowledgeBase, world: LabWorld) -> None:
-    report = await check(kb, world, "nobody@good.test")
+async def test_german_and_english_texts_differ(check: Check) -> None:
+    report = await check("nobody@good.test")
     assert report.finding.cause.en != report.finding.cause.de
     assert report.finding.remedy.get("de") == report.finding.remedy.de
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "smtpprobe", *args], capture_output=True,
-                          text=True, timeout=60)
-
-
-def test_cli_json_and_exit_codes() -> None:
+def test_cli_json_and_exit_codes(run_cli: RunCli) -> None:
     """The real command line, through a lab the test runs in a background thread."""
     with lab_world_in_thread() as lab:
         assert isinstance(lab, LabWorld)

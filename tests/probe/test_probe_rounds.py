@@ -5,18 +5,22 @@ MX hosts keep their preference order (tests/probe/test_check_lab.py has the MX c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from smtpprobe.core.address import parse_address
-from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import LabDns, Record
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, ServerSpec, serve, serve_many
-from smtpprobe.models import FailureKind, Stage, Verdict
-from smtpprobe.probe.check import Checker, CheckOptions
+from smtpprobe.models import CheckReport, FailureKind, Stage, Verdict
+from smtpprobe.probe.check import CheckOptions
+
+# The types of conftest's check_options and check_address fixtures, and of `check`.
+Options = Callable[..., CheckOptions]
+CheckAddress = Callable[[CheckOptions, str], Awaitable[CheckReport]]
+Check = Callable[..., Awaitable[CheckReport]]
 
 
 @dataclass
@@ -93,21 +97,21 @@ async def relayed(script: Quiet) -> AsyncIterator[tuple[Relay, tuple[str, int]]]
         await server.close()
 
 
-def options(**extra: object) -> CheckOptions:
-    settings: dict[str, object] = {"timeout": 3.0, "deadline": 15.0, **extra}
-    return CheckOptions(helo="probe.smtpprobe.test", **settings)  # type: ignore[arg-type]
+@pytest.fixture
+def check(check_options: Options, check_address: CheckAddress) -> Check:
+    """`await check(address="alice@quiet.test", **options)`: one check, with conftest's lab
+    options (3 s a step, 15 s an address) unless `options` say otherwise."""
+
+    async def run(address: str = "alice@quiet.test", **extra: Any) -> CheckReport:
+        return await check_address(check_options(**extra), address)
+
+    return run
 
 
-async def check(kb: KnowledgeBase, opts: CheckOptions, address: str = "alice@quiet.test"):  # type: ignore[no-untyped-def]
-    parsed = parse_address(address)
-    assert parsed is not None
-    return await Checker(kb, opts).check(parsed)
-
-
-async def test_pipelined_walk_is_two_writes_and_quit_is_not_waited_for(kb: KnowledgeBase) -> None:
+async def test_pipelined_walk_is_two_writes_and_quit_is_not_waited_for(check: Check) -> None:
     script = Quiet()
     async with relayed(script) as (relay, address):
-        report = await check(kb, options(server=address, starttls=False))
+        report = await check(server=address, starttls=False)
         await asyncio.sleep(0.1)
     assert report.verdict is Verdict.ACCEPTED
     # Greeting (1), EHLO (2), then MAIL, RCPT and QUIT in one write (3): RFC 2920.
@@ -120,10 +124,10 @@ async def test_pipelined_walk_is_two_writes_and_quit_is_not_waited_for(kb: Knowl
     assert not any(s.failure for h in report.hosts for s in h.steps)
 
 
-async def test_catch_all_probe_rides_in_the_same_write(kb: KnowledgeBase) -> None:
+async def test_catch_all_probe_rides_in_the_same_write(check: Check) -> None:
     script = Quiet()
     async with relayed(script) as (relay, address):
-        await check(kb, options(server=address, starttls=False, catch_all=True))
+        await check(server=address, starttls=False, catch_all=True)
         await asyncio.sleep(0.1)
     assert len(relay.client_chunks) == 2
     mail, rcpt, probe, quit_ = relay.client_chunks[1].split(b"\r\n")[:4]
@@ -132,12 +136,11 @@ async def test_catch_all_probe_rides_in_the_same_write(kb: KnowledgeBase) -> Non
 
 
 @pytest.mark.parametrize("server_offers", [True, False], ids=["refused", "not-offered"])
-async def test_one_command_per_write_without_pipelining(kb: KnowledgeBase,
+async def test_one_command_per_write_without_pipelining(check: Check,
                                                         server_offers: bool) -> None:
     script = Quiet(pipelining=server_offers)
     async with relayed(script) as (relay, address):
-        report = await check(kb, options(server=address, starttls=False,
-                                         pipelining=not server_offers))
+        report = await check(server=address, starttls=False, pipelining=not server_offers)
         await asyncio.sleep(0.1)
     assert report.verdict is Verdict.ACCEPTED
     assert relay.client_chunks == [b"EHLO probe.smtpprobe.test\r\n", b"MAIL FROM:<>\r\n",
@@ -168,13 +171,13 @@ async def dual_stack(v6_scenario: str | None) -> AsyncIterator[
             await server.close()
 
 
-async def test_addresses_of_one_host_race_happy_eyeballs(kb: KnowledgeBase) -> None:
+async def test_addresses_of_one_host_race_happy_eyeballs(check: Check) -> None:
     # ::1 accepts TCP but greets only after 6 s; the step timeout (10 s) would wait for it.
     # After the stagger the IPv4 address is tried beside it and, being the same host, its
     # answer is the host's answer at once.
     async with dual_stack("slow_banner") as (resolver, port, servers):
-        report = await check(kb, options(nameservers=(resolver,), port=port, timeout=10.0,
-                                         stagger=0.2, starttls=False), "alice@dual.test")
+        report = await check("alice@dual.test", nameservers=(resolver,), port=port,
+                             timeout=10.0, stagger=0.2, starttls=False)
         slow = servers["::1"]
         assert not any(c.upper().startswith("EHLO") for c in slow.commands)
     assert report.verdict is Verdict.ACCEPTED
@@ -184,10 +187,10 @@ async def test_addresses_of_one_host_race_happy_eyeballs(kb: KnowledgeBase) -> N
     assert any(s.stage is Stage.RCPT for s in report.hosts[1].steps)
 
 
-async def test_refused_ipv6_falls_through_to_ipv4_at_once(kb: KnowledgeBase) -> None:
+async def test_refused_ipv6_falls_through_to_ipv4_at_once(check: Check) -> None:
     async with dual_stack(None) as (resolver, port, _):
-        report = await check(kb, options(nameservers=(resolver,), port=port, stagger=5.0,
-                                         starttls=False), "alice@dual.test")
+        report = await check("alice@dual.test", nameservers=(resolver,), port=port,
+                             stagger=5.0, starttls=False)
     assert report.verdict is Verdict.ACCEPTED
     assert [h.address for h in report.hosts] == ["::1", "127.0.0.72"]
     refused = report.hosts[0].steps[0]

@@ -6,9 +6,9 @@ import asyncio
 import base64
 import json
 import os
-import sys
+import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from email import message_from_bytes
 from pathlib import Path
 
@@ -20,8 +20,8 @@ from smtpprobe.core.redact import Redactor
 from smtpprobe.core.replies import parse_reply
 from smtpprobe.core.verdict import relay_verdict as verdict
 from smtpprobe.lab.hostile import closed_port as free_port
-from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
-from smtpprobe.lab.tls import LabCA, LabCert
+from smtpprobe.lab.smtp import LabServer, RawConnection
+from smtpprobe.lab.tls import LabCert
 from smtpprobe.models import (
     Category,
     CheckStatus,
@@ -42,6 +42,10 @@ from smtpprobe.probe.relay import (
 
 USER = "alice@lab.test"
 PASSWORD = "Relay-Secret-92b1e"
+
+# The types of conftest's lab_server and run_cli fixtures.
+LabServerFactory = Callable[..., Awaitable[LabServer]]
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 # --- pure parts ---------------------------------------------------------------------------
@@ -109,13 +113,9 @@ def creds() -> Credentials:
 
 
 @pytest.fixture
-async def submission(cert: LabCert) -> AsyncIterator[LabServer]:
-    server = await serve("submission", cert=cert, users={USER: PASSWORD},
-                         hostname="smtp.lab.test")
-    try:
-        yield server
-    finally:
-        await server.close()
+async def submission(lab_server: LabServerFactory, cert: LabCert) -> LabServer:
+    return await lab_server("submission", cert=cert, users={USER: PASSWORD},
+                            hostname="smtp.lab.test")
 
 
 async def run_relay(kb: KnowledgeBase, trust: TrustStore, port: int, *,
@@ -151,11 +151,11 @@ async def test_submission_passes_and_sends(kb: KnowledgeBase, trust: TrustStore,
 
 
 async def test_implicit_tls(kb: KnowledgeBase, trust: TrustStore, cert: LabCert,
-                            creds: Credentials) -> None:
-    async with await serve("submission", cert=cert, users={USER: PASSWORD},
-                           implicit_tls=True) as server:
-        report = await run_relay(kb, trust, server.port, creds=creds, tls="implicit",
-                                 mail_from=USER, recipients=("bob@example.net",))
+                            creds: Credentials, lab_server: LabServerFactory) -> None:
+    server = await lab_server("submission", cert=cert, users={USER: PASSWORD},
+                              implicit_tls=True)
+    report = await run_relay(kb, trust, server.port, creds=creds, tls="implicit",
+                             mail_from=USER, recipients=("bob@example.net",))
     assert report.mode is PortMode.TLS
     assert report.verdict is RelayVerdict.PASS, statuses(report)
 
@@ -185,12 +185,13 @@ async def test_without_login_the_submission_server_refuses_mail(
     assert report.verdict is RelayVerdict.FAIL
 
 
-async def test_open_relay_is_a_critical_failure(kb: KnowledgeBase, trust: TrustStore) -> None:
-    async with await serve("open_relay") as server:
-        report = await run_relay(kb, trust, server.port, open_relay_check=True,
-                                 open_relay_from="a@outside.example",
-                                 open_relay_to="b@elsewhere.example")
-        relay_session = server.sessions[-1]
+async def test_open_relay_is_a_critical_failure(kb: KnowledgeBase, trust: TrustStore,
+                                                lab_server: LabServerFactory) -> None:
+    server = await lab_server("open_relay")
+    report = await run_relay(kb, trust, server.port, open_relay_check=True,
+                             open_relay_from="a@outside.example",
+                             open_relay_to="b@elsewhere.example")
+    relay_session = server.sessions[-1]
     check = report.checks[-1]
     assert (check.name, check.status, check.temporary) == ("open_relay", CheckStatus.FAIL,
                                                            False)
@@ -203,10 +204,10 @@ async def test_open_relay_is_a_critical_failure(kb: KnowledgeBase, trust: TrustS
     assert not any(c.startswith(("DATA", "AUTH")) for c in relay_session)
 
 
-async def test_relay_denied_passes_the_open_relay_check(kb: KnowledgeBase,
-                                                        trust: TrustStore) -> None:
-    async with await serve("relay_denied") as server:
-        report = await run_relay(kb, trust, server.port, open_relay_check=True)
+async def test_relay_denied_passes_the_open_relay_check(kb: KnowledgeBase, trust: TrustStore,
+                                                        lab_server: LabServerFactory) -> None:
+    server = await lab_server("relay_denied")
+    report = await run_relay(kb, trust, server.port, open_relay_check=True)
     check = report.checks[-1]
     assert check.status is CheckStatus.PASS
     assert check.finding is not None and check.finding.rule == "observe.relay_refused"
@@ -216,10 +217,11 @@ async def test_relay_denied_passes_the_open_relay_check(kb: KnowledgeBase,
     assert report.verdict is RelayVerdict.PASS
 
 
-async def test_greylisting_is_temporary(kb: KnowledgeBase, trust: TrustStore) -> None:
-    async with await serve("greylist", greylist_delay=60) as server:
-        report = await run_relay(kb, trust, server.port, mail_from="app@example.org",
-                                 recipients=("alice@lab.test",))
+async def test_greylisting_is_temporary(kb: KnowledgeBase, trust: TrustStore,
+                                        lab_server: LabServerFactory) -> None:
+    server = await lab_server("greylist", greylist_delay=60)
+    report = await run_relay(kb, trust, server.port, mail_from="app@example.org",
+                             recipients=("alice@lab.test",))
     rcpt = report.checks[-1]
     assert (rcpt.name, rcpt.status, rcpt.temporary) == ("rcpt", CheckStatus.FAIL, True)
     assert rcpt.finding is not None and rcpt.finding.category is Category.GREYLISTED
@@ -227,11 +229,12 @@ async def test_greylisting_is_temporary(kb: KnowledgeBase, trust: TrustStore) ->
 
 
 async def test_starttls_demanded_but_not_offered(kb: KnowledgeBase, trust: TrustStore,
-                                                 cert: LabCert, creds: Credentials) -> None:
-    async with await serve("no_starttls", cert=cert) as server:
-        report = await run_relay(kb, trust, server.port, tls="starttls", creds=creds,
-                                 mail_from=USER, recipients=("alice@lab.test",))
-        assert not any(c.startswith("AUTH") for c in server.commands)
+                                                 cert: LabCert, creds: Credentials,
+                                                 lab_server: LabServerFactory) -> None:
+    server = await lab_server("no_starttls", cert=cert)
+    report = await run_relay(kb, trust, server.port, tls="starttls", creds=creds,
+                             mail_from=USER, recipients=("alice@lab.test",))
+    assert not any(c.startswith("AUTH") for c in server.commands)
     assert statuses(report) == [("connect", "pass"), ("tls", "fail"), ("auth", "skip"),
                                 ("mail", "skip"), ("rcpt alice@lab.test", "skip")]
     assert report.checks[1].finding is not None
@@ -239,28 +242,29 @@ async def test_starttls_demanded_but_not_offered(kb: KnowledgeBase, trust: Trust
 
 
 async def test_password_withheld_on_a_plain_connection(kb: KnowledgeBase, trust: TrustStore,
-                                                       creds: Credentials) -> None:
-    async with await serve("auth_required", users={USER: PASSWORD}) as server:
-        report = await run_relay(kb, trust, server.port, creds=creds, mail_from=USER,
-                                 recipients=("bob@example.net",))
-        assert not any(c.startswith("AUTH") for c in server.commands)
+                                                       creds: Credentials,
+                                                       lab_server: LabServerFactory) -> None:
+    server = await lab_server("auth_required", users={USER: PASSWORD})
+    report = await run_relay(kb, trust, server.port, creds=creds, mail_from=USER,
+                             recipients=("bob@example.net",))
+    assert not any(c.startswith("AUTH") for c in server.commands)
     auth = report.checks[2]
     assert (auth.name, auth.status) == ("auth", CheckStatus.FAIL)
     assert auth.finding is not None and auth.finding.category is Category.CREDENTIALS_WITHHELD
-    async with await serve("auth_required", users={USER: PASSWORD}) as server:
-        report = await run_relay(kb, trust, server.port, creds=creds, mail_from=USER,
-                                 recipients=("bob@example.net",), allow_plaintext_auth=True)
+    server = await lab_server("auth_required", users={USER: PASSWORD})
+    report = await run_relay(kb, trust, server.port, creds=creds, mail_from=USER,
+                             recipients=("bob@example.net",), allow_plaintext_auth=True)
     assert report.verdict is RelayVerdict.PASS, statuses(report)
 
 
 async def test_untrusted_certificate_fails_tls_unless_told(kb: KnowledgeBase, creds: Credentials,
-                                                          submission: LabServer) -> None:
-    other = TrustStore((LabCA.create().cert,), "another CA")
-    report = await run_relay(kb, other, submission.port, tls="starttls", creds=creds)
+                                                          submission: LabServer,
+                                                          other_trust: TrustStore) -> None:
+    report = await run_relay(kb, other_trust, submission.port, tls="starttls", creds=creds)
     assert statuses(report)[:3] == [("connect", "pass"), ("tls", "fail"), ("auth", "skip")]
     assert report.checks[1].finding is not None
     assert report.checks[1].finding.rule == "observe.cert.untrusted"
-    report = await run_relay(kb, other, submission.port, tls="starttls", creds=creds,
+    report = await run_relay(kb, other_trust, submission.port, tls="starttls", creds=creds,
                              verify=False)
     assert statuses(report)[:3] == [("connect", "pass"), ("tls", "pass"), ("auth", "pass")]
     assert report.checks[1].finding is not None
@@ -281,9 +285,9 @@ async def test_refused_fails_and_filtered_is_temporary(kb: KnowledgeBase, trust:
 @pytest.mark.parametrize("scenario, result", [
     ("banner_reject", RelayVerdict.FAIL), ("rate_limited", RelayVerdict.TEMPORARY)])
 async def test_greeting_refusals(kb: KnowledgeBase, trust: TrustStore, scenario: str,
-                                 result: RelayVerdict) -> None:
-    async with await serve(scenario) as server:
-        report = await run_relay(kb, trust, server.port)
+                                 result: RelayVerdict, lab_server: LabServerFactory) -> None:
+    server = await lab_server(scenario)
+    report = await run_relay(kb, trust, server.port)
     assert statuses(report)[0] == ("connect", "fail")
     assert report.verdict is result
 
@@ -291,29 +295,19 @@ async def test_greeting_refusals(kb: KnowledgeBase, trust: TrustStore, scenario:
 # --- the command line -------------------------------------------------------------------------
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SMTPPROBE_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "smtpprobe", *args, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**base, "COLUMNS": "200", **(env or {})})
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-async def test_cli_configured_from_the_environment(ca: LabCA, tmp_path: Path,
-                                                   submission: LabServer) -> None:
-    cafile = ca.write_pem(tmp_path / "ca.pem")
+async def test_cli_configured_from_the_environment(cafile: Path, tmp_path: Path,
+                                                   submission: LabServer,
+                                                   run_cli: RunCli) -> None:
     junit = tmp_path / "reports" / "relay.xml"
     junit.parent.mkdir()
     env = {"SMTPPROBE_SERVER": f"127.0.0.1:{submission.port}", "SMTPPROBE_TLS": "starttls",
            "SMTPPROBE_USER": USER, "SMTPPROBE_PASSWORD": PASSWORD,
            "SMTPPROBE_FROM": USER, "SMTPPROBE_TO": "bob@example.net, carol@example.org",
            "SMTPPROBE_CAFILE": str(cafile)}
-    code, out, err = await run_cli("relay", "--send", "--json", "--junit", str(junit), env=env)
-    assert code == 0, err
-    data = json.loads(out)
+    done = await asyncio.to_thread(run_cli, "relay", "--send", "--json", "--junit", str(junit),
+                                   env=env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
     assert data["schema"] == "smtpprobe.relay/1" and data["verdict"] == "pass"
     assert [(c["name"], c["subject"], c["status"]) for c in data["checks"]] == [
         ("connect", None, "pass"), ("tls", None, "pass"), ("auth", None, "pass"),
@@ -326,17 +320,18 @@ async def test_cli_configured_from_the_environment(ca: LabCA, tmp_path: Path,
     assert len(suite.findall("testcase")) == 7
 
 
-async def test_cli_exit_codes_and_text(tmp_path: Path) -> None:
-    async with await serve("greylist", greylist_delay=60) as grey:
-        code, out, err = await run_cli("relay", "--server", f"127.0.0.1:{grey.port}",
-                                       "--from", "app@example.org", "--to", "alice@lab.test")
-    assert code == 3, err
-    assert "TEMP" in out and "Greylisted" in out
-    async with await serve("open_relay") as server:
-        code, out, err = await run_cli("relay", "--server", f"127.0.0.1:{server.port}",
-                                       "--open-relay-check", "--lang", "de")
-    assert code == 1, err
-    assert "Offenes Relay" in out and "FEHLER" in out
+async def test_cli_exit_codes_and_text(tmp_path: Path, lab_server: LabServerFactory,
+                                       run_cli: RunCli) -> None:
+    grey = await lab_server("greylist", greylist_delay=60)
+    done = await asyncio.to_thread(run_cli, "relay", "--server", f"127.0.0.1:{grey.port}",
+                                   "--from", "app@example.org", "--to", "alice@lab.test")
+    assert done.returncode == 3, done.stderr
+    assert "TEMP" in done.stdout and "Greylisted" in done.stdout
+    server = await lab_server("open_relay")
+    done = await asyncio.to_thread(run_cli, "relay", "--server", f"127.0.0.1:{server.port}",
+                                   "--open-relay-check", "--lang", "de")
+    assert done.returncode == 1, done.stderr
+    assert "Offenes Relay" in done.stdout and "FEHLER" in done.stdout
 
 
 @pytest.mark.parametrize("args, words", [
@@ -387,18 +382,19 @@ async def _echo_auth(conn: RawConnection) -> None:
     conn.close()
 
 
-async def test_cli_password_never_in_any_output(tmp_path: Path) -> None:
+async def test_cli_password_never_in_any_output(tmp_path: Path, lab_server: LabServerFactory,
+                                                run_cli: RunCli) -> None:
     junit = tmp_path / "r.xml"
     env = {"SMTPPROBE_PASSWORD": PASSWORD}
     texts: list[str] = []
-    async with await serve(Scenario("echo_auth", "echoes logins", raw=_echo_auth)) as server:
-        for extra in (["-v"], ["--json"], ["--junit", str(junit)]):
-            code, out, err = await run_cli(
-                "relay", "--server", f"127.0.0.1:{server.port}", "--user", USER,
-                "--allow-plaintext-auth", "--from", USER, "--to", "bob@example.net",
-                *extra, env=env)
-            assert code == 1, err
-            texts.append(out + err)
+    server = await lab_server(_echo_auth)  # a raw script: the server plays it for each client
+    for extra in (["-v"], ["--json"], ["--junit", str(junit)]):
+        done = await asyncio.to_thread(
+            run_cli, "relay", "--server", f"127.0.0.1:{server.port}", "--user", USER,
+            "--allow-plaintext-auth", "--from", USER, "--to", "bob@example.net",
+            *extra, env=env)
+        assert done.returncode == 1, done.stderr
+        texts.append(done.stdout + done.stderr)
     texts.append(junit.read_text())
     data = json.loads(texts[1])
     auth = data["checks"][2]

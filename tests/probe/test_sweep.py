@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import sys
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,8 @@ from smtpprobe.core.recommendation import mechanism_order, recommend
 from smtpprobe.core.redact import Redactor
 from smtpprobe.errors import UsageError
 from smtpprobe.lab.hostile import closed_port as free_port
-from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
-from smtpprobe.lab.tls import LabCA, LabCert
+from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario
+from smtpprobe.lab.tls import LabCert
 from smtpprobe.models import (
     AuthOutcome,
     AuthResult,
@@ -44,6 +43,10 @@ from smtpprobe.probe.sweep import Sweeper, SweepOptions, parse_ports
 
 USER = "alice@lab.test"
 PASSWORD = "Lab-Secret-7f3a9c"
+
+# The types of conftest's lab_server and run_cli fixtures.
+LabServerFactory = Callable[..., Awaitable[LabServer]]
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 # --- pure parts ---------------------------------------------------------------------------
@@ -178,17 +181,14 @@ async def run_sweep(kb: KnowledgeBase, trust: TrustStore, ports: str,
 
 
 @pytest.fixture
-async def submission(cert: LabCert) -> AsyncIterator[tuple[LabServer, LabServer]]:
+async def submission(lab_server: LabServerFactory,
+                     cert: LabCert) -> tuple[LabServer, LabServer]:
     """The same correct submission service twice: STARTTLS, and implicit TLS."""
-    starttls = await serve("submission", cert=cert, users={USER: PASSWORD},
-                           hostname="smtp.lab.test")
-    implicit = await serve("submission", cert=cert, users={USER: PASSWORD},
-                           hostname="smtp.lab.test", implicit_tls=True)
-    try:
-        yield starttls, implicit
-    finally:
-        await starttls.close()
-        await implicit.close()
+    starttls = await lab_server("submission", cert=cert, users={USER: PASSWORD},
+                                hostname="smtp.lab.test")
+    implicit = await lab_server("submission", cert=cert, users={USER: PASSWORD},
+                                hostname="smtp.lab.test", implicit_tls=True)
+    return starttls, implicit
 
 
 async def test_sweep_submission_ports_with_a_login(
@@ -249,9 +249,10 @@ async def test_wrong_password_is_tried_once_and_reported(
 
 
 async def test_app_password_demand_tries_the_next_mechanism(
-        kb: KnowledgeBase, trust: TrustStore, cert: LabCert, creds: Credentials) -> None:
-    async with await serve("app_password", cert=cert) as server:
-        report = await run_sweep(kb, trust, f"{server.port}:starttls", creds)
+        kb: KnowledgeBase, trust: TrustStore, cert: LabCert, creds: Credentials,
+        lab_server: LabServerFactory) -> None:
+    server = await lab_server("app_password", cert=cert)
+    report = await run_sweep(kb, trust, f"{server.port}:starttls", creds)
     [port] = report.ports
     assert port.auth.result is AuthResult.APP_PASSWORD
     assert port.auth.tried == ("PLAIN", "LOGIN")  # RFC 4954 6: 534 blames the mechanism
@@ -260,10 +261,11 @@ async def test_app_password_demand_tries_the_next_mechanism(
 
 
 async def test_password_is_withheld_without_encryption(
-        kb: KnowledgeBase, trust: TrustStore, creds: Credentials) -> None:
-    async with await serve("auth_required", users={USER: PASSWORD}) as server:
-        report = await run_sweep(kb, trust, f"{server.port}:starttls", creds)
-        assert not any(c.startswith("AUTH") for c in server.commands)
+        kb: KnowledgeBase, trust: TrustStore, creds: Credentials,
+        lab_server: LabServerFactory) -> None:
+    server = await lab_server("auth_required", users={USER: PASSWORD})
+    report = await run_sweep(kb, trust, f"{server.port}:starttls", creds)
+    assert not any(c.startswith("AUTH") for c in server.commands)
     [port] = report.ports
     assert port.tls is None
     assert port.auth.result is AuthResult.WITHHELD
@@ -276,11 +278,12 @@ async def test_password_is_withheld_without_encryption(
 
 
 async def test_allow_plaintext_auth_sends_it_and_prefers_no_cleartext_mechanism(
-        kb: KnowledgeBase, trust: TrustStore, creds: Credentials) -> None:
-    async with await serve("auth_required", users={USER: PASSWORD}) as server:
-        report = await run_sweep(kb, trust, f"{server.port}:plain", creds,
-                                 allow_plaintext_auth=True)
-        assert "AUTH PLAIN ****" in server.commands
+        kb: KnowledgeBase, trust: TrustStore, creds: Credentials,
+        lab_server: LabServerFactory) -> None:
+    server = await lab_server("auth_required", users={USER: PASSWORD})
+    report = await run_sweep(kb, trust, f"{server.port}:plain", creds,
+                             allow_plaintext_auth=True)
+    assert "AUTH PLAIN ****" in server.commands
     [port] = report.ports
     # The lab offers no CRAM-MD5, so PLAIN is the best it has.
     assert port.auth.result is AuthResult.OK and port.auth.mechanism == "PLAIN"
@@ -290,9 +293,9 @@ async def test_allow_plaintext_auth_sends_it_and_prefers_no_cleartext_mechanism(
 
 
 async def test_no_starttls_and_no_auth(kb: KnowledgeBase, trust: TrustStore, cert: LabCert,
-                                       creds: Credentials) -> None:
-    async with await serve("no_starttls", cert=cert) as server:
-        report = await run_sweep(kb, trust, f"{server.port}:starttls", creds)
+                                       creds: Credentials, lab_server: LabServerFactory) -> None:
+    server = await lab_server("no_starttls", cert=cert)
+    report = await run_sweep(kb, trust, f"{server.port}:starttls", creds)
     [port] = report.ports
     assert port.state is PortState.OPEN and port.tls is None
     assert port.auth.result is AuthResult.NOT_OFFERED
@@ -303,12 +306,11 @@ async def test_no_starttls_and_no_auth(kb: KnowledgeBase, trust: TrustStore, cer
 
 async def test_untrusted_certificate_is_a_finding(kb: KnowledgeBase, cert: LabCert,
                                                   creds: Credentials,
-                                                  submission: tuple[LabServer, LabServer]
-                                                  ) -> None:
+                                                  submission: tuple[LabServer, LabServer],
+                                                  other_trust: TrustStore) -> None:
     _, implicit = submission
-    other = TrustStore((LabCA.create().cert,), "another CA")
     # By default the password is not sent over TLS anyone could present.
-    report = await run_sweep(kb, other, f"{implicit.port}:tls", creds)
+    report = await run_sweep(kb, other_trust, f"{implicit.port}:tls", creds)
     [port] = report.ports
     assert port.auth.result is AuthResult.UNTRUSTED
     assert port.auth.finding is not None
@@ -319,36 +321,37 @@ async def test_untrusted_certificate_is_a_finding(kb: KnowledgeBase, cert: LabCe
     assert not report.recommendation.usable
     assert any(r.key == "auth_untrusted" for r in report.recommendation.reasons)
     # --no-verify: the user vouches for the certificate; the login is tried and works.
-    report = await run_sweep(kb, other, f"{implicit.port}:tls", creds, verify=False)
+    report = await run_sweep(kb, other_trust, f"{implicit.port}:tls", creds, verify=False)
     [port] = report.ports
     assert port.auth.result is AuthResult.OK
     assert any(r.key == "cert_warning" for r in report.recommendation.reasons)
 
 
 async def test_missing_starttls_withholds_even_with_plaintext_allowed(
-        kb: KnowledgeBase, trust: TrustStore, creds: Credentials) -> None:
+        kb: KnowledgeBase, trust: TrustStore, creds: Credentials,
+        lab_server: LabServerFactory) -> None:
     # A STARTTLS port that does not offer STARTTLS looks exactly like a downgrade.
-    async with await serve("auth_required", users={USER: PASSWORD}) as server:
-        report = await run_sweep(kb, trust, f"{server.port}:starttls", creds,
-                                 allow_plaintext_auth=True)
-        [port] = report.ports
-        assert port.auth.result is AuthResult.WITHHELD
-        assert port.auth.finding is not None and "expected" in port.auth.finding.evidence
-        assert not any(c.upper().startswith("AUTH") for c in server.commands)
-        # Named as a plain port, the login without TLS is what the user asked for.
-        report = await run_sweep(kb, trust, f"{server.port}:plain", creds,
-                                 allow_plaintext_auth=True)
-        [port] = report.ports
-        assert port.auth.result is not AuthResult.WITHHELD
-        assert any(c.upper().startswith("AUTH") for c in server.commands)
+    server = await lab_server("auth_required", users={USER: PASSWORD})
+    report = await run_sweep(kb, trust, f"{server.port}:starttls", creds,
+                             allow_plaintext_auth=True)
+    [port] = report.ports
+    assert port.auth.result is AuthResult.WITHHELD
+    assert port.auth.finding is not None and "expected" in port.auth.finding.evidence
+    assert not any(c.upper().startswith("AUTH") for c in server.commands)
+    # Named as a plain port, the login without TLS is what the user asked for.
+    report = await run_sweep(kb, trust, f"{server.port}:plain", creds,
+                             allow_plaintext_auth=True)
+    [port] = report.ports
+    assert port.auth.result is not AuthResult.WITHHELD
+    assert any(c.upper().startswith("AUTH") for c in server.commands)
 
 
-async def test_banner_timeout_is_silent_not_filtered(kb: KnowledgeBase,
-                                                     trust: TrustStore) -> None:
-    async with await serve("slow_banner", banner_delay=5.0) as server:
-        opts = SweepOptions(host="127.0.0.1", ports=parse_ports(f"{server.port}:starttls"),
-                            helo="probe.lab.test", timeout=0.5, deadline=5.0)
-        report = await Sweeper(kb, opts, trust=trust, redactor=Redactor()).sweep()
+async def test_banner_timeout_is_silent_not_filtered(kb: KnowledgeBase, trust: TrustStore,
+                                                     lab_server: LabServerFactory) -> None:
+    server = await lab_server("slow_banner", banner_delay=5.0)
+    opts = SweepOptions(host="127.0.0.1", ports=parse_ports(f"{server.port}:starttls"),
+                        helo="probe.lab.test", timeout=0.5, deadline=5.0)
+    report = await Sweeper(kb, opts, trust=trust, redactor=Redactor()).sweep()
     [port] = report.ports
     assert (port.state, port.reachable) == (PortState.SILENT, True)
 
@@ -394,31 +397,20 @@ def secret_forms(password: str, user: str) -> list[str]:
             base64.b64encode(f"\0{user}\0{password}".encode()).decode()]
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None,
-                  stdin: bytes = b"") -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "smtpprobe", *args, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200", **(env or {})})
-    out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-async def test_cli_password_never_appears_even_when_the_server_echoes_it(tmp_path: Path
-                                                                        ) -> None:
+async def test_cli_password_never_appears_even_when_the_server_echoes_it(
+        tmp_path: Path, lab_server: LabServerFactory, run_cli: RunCli) -> None:
     env = {"LAB_PW": PASSWORD}
-    async with await serve(ECHO) as server:
-        outputs = []
-        for extra in (["-v"], ["--json"], ["--lang", "de", "-v"]):
-            code, out, err = await run_cli(
-                "sweep", "127.0.0.1", "--ports", f"{server.port}:plain", "--user", USER,
-                "--password-env", "LAB_PW", "--allow-plaintext-auth", "--timeout", "3",
-                *extra, env=env)
-            assert code == 1, err
-            outputs.append(out + err)
-        # The server did get the password (in LOGIN form) and quoted it back.
-        assert any(c.startswith("AUTH LOGIN") for c in server.commands)
+    server = await lab_server(ECHO)
+    outputs = []
+    for extra in (["-v"], ["--json"], ["--lang", "de", "-v"]):
+        done = await asyncio.to_thread(
+            run_cli, "sweep", "127.0.0.1", "--ports", f"{server.port}:plain", "--user", USER,
+            "--password-env", "LAB_PW", "--allow-plaintext-auth", "--timeout", "3",
+            *extra, env=env)
+        assert done.returncode == 1, done.stderr
+        outputs.append(done.stdout + done.stderr)
+    # The server did get the password (in LOGIN form) and quoted it back.
+    assert any(c.startswith("AUTH LOGIN") for c in server.commands)
     data = json.loads(outputs[1])
     auth = data["ports"][0]["auth"]
     assert auth["tried"] == ["CRAM-MD5", "PLAIN", "LOGIN"]
@@ -429,19 +421,18 @@ async def test_cli_password_never_appears_even_when_the_server_echoes_it(tmp_pat
             assert form not in text
 
 
-async def test_cli_json_schema(cert: LabCert, ca: LabCA, tmp_path: Path,
-                               submission: tuple[LabServer, LabServer]) -> None:
+async def test_cli_json_schema(cert: LabCert, cafile: Path, tmp_path: Path,
+                               submission: tuple[LabServer, LabServer], run_cli: RunCli) -> None:
     starttls, implicit = submission
-    cafile = ca.write_pem(tmp_path / "ca.pem")
     pwfile = tmp_path / "pw"
     pwfile.write_text(PASSWORD + "\n")
     pwfile.chmod(0o600)
-    code, out, err = await run_cli(
-        "sweep", "127.0.0.1", "--ports", f"{starttls.port},{implicit.port}:tls", "--user",
-        USER, "--password-file", str(pwfile), "--cafile", str(cafile), "--json")
-    assert code == 0, err
-    assert err == ""  # a private password file gives no warning
-    data = json.loads(out)
+    done = await asyncio.to_thread(
+        run_cli, "sweep", "127.0.0.1", "--ports", f"{starttls.port},{implicit.port}:tls",
+        "--user", USER, "--password-file", str(pwfile), "--cafile", str(cafile), "--json")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # a private password file gives no warning
+    data = json.loads(done.stdout)
     assert data["schema"] == "smtpprobe.sweep/1"
     first, second = data["ports"]
     assert set(first) >= {"port", "mode", "reachable", "failure", "banner", "tls",
@@ -458,16 +449,17 @@ async def test_cli_json_schema(cert: LabCert, ca: LabCA, tmp_path: Path,
     assert rec["reasons"][0]["key"] == "login_ok" and rec["reasons"][0]["text"]
 
 
-async def test_cli_text_table_and_recommendation(ca: LabCA, tmp_path: Path,
-                                                 submission: tuple[LabServer, LabServer]
-                                                 ) -> None:
+async def test_cli_text_table_and_recommendation(cafile: Path, tmp_path: Path,
+                                                 submission: tuple[LabServer, LabServer],
+                                                 run_cli: RunCli) -> None:
     starttls, implicit = submission
-    cafile = ca.write_pem(tmp_path / "ca.pem")
     refused = free_port()
-    code, out, err = await run_cli(
-        "sweep", "127.0.0.1", "--ports", f"{starttls.port},{implicit.port}:tls,{refused}",
-        "--cafile", str(cafile), env={"SMTPPROBE_PASSWORD": ""})
-    assert code == 0, err
+    done = await asyncio.to_thread(
+        run_cli, "sweep", "127.0.0.1", "--ports",
+        f"{starttls.port},{implicit.port}:tls,{refused}", "--cafile", str(cafile),
+        env={"SMTPPROBE_PASSWORD": ""})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     assert "Settings for your mail program" in out
     assert "Connection security" in out and "SSL/TLS" in out
     assert "refused" in out and "PLAIN LOGIN" in out
@@ -475,19 +467,19 @@ async def test_cli_text_table_and_recommendation(ca: LabCA, tmp_path: Path,
 
 
 async def test_cli_world_readable_password_file_warns(tmp_path: Path,
-                                                      submission: tuple[LabServer, LabServer]
-                                                      ) -> None:
+                                                      submission: tuple[LabServer, LabServer],
+                                                      run_cli: RunCli) -> None:
     _, implicit = submission
     pwfile = tmp_path / "pw"
     pwfile.write_text(PASSWORD)
     pwfile.chmod(0o644)
-    code, out, err = await run_cli(
-        "sweep", "127.0.0.1", "--ports", f"{implicit.port}:tls", "--user", USER,
+    done = await asyncio.to_thread(
+        run_cli, "sweep", "127.0.0.1", "--ports", f"{implicit.port}:tls", "--user", USER,
         "--password-file", str(pwfile), "--json", "--no-verify")
-    assert code == 0, err
-    assert "can be read by other users" in err
-    assert PASSWORD not in err + out
-    assert json.loads(out)["ports"][0]["auth"]["result"] == "ok"
+    assert done.returncode == 0, done.stderr
+    assert "can be read by other users" in done.stderr
+    assert PASSWORD not in done.stderr + done.stdout
+    assert json.loads(done.stdout)["ports"][0]["auth"]["result"] == "ok"
 
 
 @pytest.mark.parametrize("args, words", [

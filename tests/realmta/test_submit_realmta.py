@@ -13,8 +13,9 @@ import base64
 import json
 import os
 import re
-import sys
+import subprocess
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ ADDRESS = SUBMISSION["address"]
 USER = TOPOLOGY["submission_account"]["user"]
 MAILBOX = TOPOLOGY["domains"]["accept.test"]["mailboxes"][0] + "@accept.test"
 HELO = "probe.smtpprobe.test"
+
+# The type of conftest's run_cli fixture.
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 pytestmark = [
     pytest.mark.realmta,
@@ -249,52 +253,43 @@ async def test_relay_587_without_tls_is_told_to_start_tls(kb: KnowledgeBase, tru
 # --- the command line, end to end, and the password ----------------------------------------
 
 
-async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SMTPPROBE_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "smtpprobe", *args, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**base, "COLUMNS": "200", **env})
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-async def test_cli_end_to_end_without_leaking_the_password(tmp_path: Path) -> None:
+async def test_cli_end_to_end_without_leaking_the_password(tmp_path: Path,
+                                                           run_cli: RunCli) -> None:
     password = _password()
     common = {"SMTPPROBE_RESOLVER": os.environ[ENV["resolver"]],
               "SMTPPROBE_CAFILE": os.environ[ENV["ca_file"]], "SMTPPROBE_USER": USER}
     pwfile = os.environ[ENV["password_file"]]
     texts: list[str] = []
 
-    code, out, err = await run_cli("sweep", NAME, "--password-file", pwfile, "-v", env=common)
-    assert code == 0, err
-    assert "Settings for your mail program" in out and "AUTH PLAIN ****" in out
-    texts.append(out + err)
-    code, out, err = await run_cli("sweep", NAME, "--password-file", pwfile, "--json",
+    done = await asyncio.to_thread(run_cli, "sweep", NAME, "--password-file", pwfile, "-v",
                                    env=common)
-    assert code == 0, err
-    assert json.loads(out)["recommendation"]["port"] == SUBMISSIONS["port"]
-    texts.append(out + err)
+    assert done.returncode == 0, done.stderr
+    assert "Settings for your mail program" in done.stdout and "AUTH PLAIN ****" in done.stdout
+    texts.append(done.stdout + done.stderr)
+    done = await asyncio.to_thread(run_cli, "sweep", NAME, "--password-file", pwfile, "--json",
+                                   env=common)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["recommendation"]["port"] == SUBMISSIONS["port"]
+    texts.append(done.stdout + done.stderr)
 
     relay_env = {**common, "SMTPPROBE_SERVER": f"{NAME}:{SUBMISSION['port']}",
                  "SMTPPROBE_FROM": USER, "SMTPPROBE_TO": MAILBOX, "REALMTA_PW": password}
     junit = tmp_path / "relay.xml"
-    code, out, err = await run_cli("relay", "--password-env", "REALMTA_PW", "--send",
+    done = await asyncio.to_thread(run_cli, "relay", "--password-env", "REALMTA_PW", "--send",
                                    "--open-relay-check", "-v", "--json", "--junit", str(junit),
                                    env=relay_env)
-    assert code == 0, err
-    assert json.loads(out)["verdict"] == "pass"
-    texts += [out + err, junit.read_text()]
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verdict"] == "pass"
+    texts += [done.stdout + done.stderr, junit.read_text()]
 
     # A failing run: a wrong password, in every output form.
     wrong = {**relay_env, "REALMTA_PW": password + "-wrong"}
     failed_xml = tmp_path / "failed.xml"
-    code, out, err = await run_cli("relay", "--password-env", "REALMTA_PW", "-v",
+    done = await asyncio.to_thread(run_cli, "relay", "--password-env", "REALMTA_PW", "-v",
                                    "--junit", str(failed_xml), env=wrong)
-    assert code == 1, err
-    assert "FAIL" in out and "Login failed" in out
-    texts += [out + err, failed_xml.read_text()]
+    assert done.returncode == 1, done.stderr
+    assert "FAIL" in done.stdout and "Login failed" in done.stdout
+    texts += [done.stdout + done.stderr, failed_xml.read_text()]
     root = ET.parse(failed_xml).getroot()
     assert root.tag == "testsuites" and root.get("failures") == "1"
     [suite] = root.findall("testsuite")
