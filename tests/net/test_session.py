@@ -25,7 +25,7 @@ from smtpprobe.core.wire import MAX_LINE, RawReply, ReplyReader
 from smtpprobe.errors import UnsafeCommand, UsageError
 from smtpprobe.lab.hostile import HOSTILE
 from smtpprobe.lab.smtp import LabServer, RawConnection, Scenario, serve
-from smtpprobe.lab.tls import LabCA, LabCert
+from smtpprobe.lab.tls import LabCert
 from smtpprobe.models import Failure, FailureKind, Reply, Stage
 from smtpprobe.net.session import Endpoint, Session
 
@@ -69,11 +69,6 @@ async def answer_with(conn: RawConnection, replies: dict[str, list[str]], *,
             break
         await conn.send(*replies.get(verb, ["250 2.0.0 Ok"]))
     conn.close()
-
-
-@pytest.fixture(scope="module")
-def cert() -> LabCert:
-    return LabCA.create().issue("mx.lab.test", "127.0.0.1")
 
 
 # --- replies that cannot be replies -----------------------------------------------------------

@@ -29,7 +29,7 @@ from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import LabDns, Record
 from smtpprobe.lab.hostile import HOSTILE, HUGE_LINE, FilteredPort
 from smtpprobe.lab.smtp import LabServer, ServerSpec, serve, serve_many
-from smtpprobe.lab.tls import LabCA, LabCert
+from smtpprobe.lab.tls import LabCert
 from smtpprobe.models import Category, FailureKind, Stage, Step
 from smtpprobe.net.session import Endpoint, Session
 from smtpprobe.probe.check import Checker, CheckOptions, exchange
@@ -270,24 +270,9 @@ async def test_checker_in_process_with_bounded_memory(kb: KnowledgeBase,
 # --- sweep and relay, through the CLI -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def lab_ca() -> LabCA:
-    return LabCA.create()
-
-
-@pytest.fixture(scope="module")
-def lab_cert(lab_ca: LabCA) -> LabCert:
-    return lab_ca.issue("mx.lab.test", "127.0.0.1")
-
-
-@pytest.fixture(scope="module")
-def cafile(lab_ca: LabCA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return lab_ca.write_pem(tmp_path_factory.mktemp("ca") / "lab-ca.pem")
-
-
 @pytest.fixture
-async def all_hostile(lab_cert: LabCert) -> AsyncIterator[dict[str, LabServer]]:
-    servers = {name: await serve(scenario, cert=lab_cert) for name, scenario in HOSTILE.items()}
+async def all_hostile(cert: LabCert) -> AsyncIterator[dict[str, LabServer]]:
+    servers = {name: await serve(scenario, cert=cert) for name, scenario in HOSTILE.items()}
     try:
         yield servers
     finally:
@@ -437,10 +422,10 @@ TARPITS = ("no_banner", "drip_banner", "never_read", "tls_stall")
 
 
 @pytest.fixture
-async def tarpit_domain(lab_cert: LabCert) -> AsyncIterator[tuple[tuple[str, int], int]]:
+async def tarpit_domain(cert: LabCert) -> AsyncIterator[tuple[tuple[str, int], int]]:
     """tarpit.test with four MX hosts on 127.0.0.71-74, every one a tarpit."""
     specs = [ServerSpec(HOSTILE[name], host=f"127.0.0.{71 + i}", hostname=f"mx{i}.tarpit.test",
-                        cert=lab_cert) for i, name in enumerate(TARPITS)]
+                        cert=cert) for i, name in enumerate(TARPITS)]
     records = [Record("tarpit.test", "MX", f"{10 * (i + 1)} mx{i}.tarpit.test.")
                for i in range(len(TARPITS))]
     records += [Record(f"mx{i}.tarpit.test", "A", f"127.0.0.{71 + i}")
@@ -491,8 +476,8 @@ async def test_sweep_of_filtered_ports_ends_at_the_deadline() -> None:
         assert port["failure"]["rule"] == "failure.deadline"
 
 
-async def test_relay_to_a_tarpit_ends_at_the_deadline(lab_cert: LabCert) -> None:
-    async with await serve(HOSTILE["tls_stall"], cert=lab_cert) as server:
+async def test_relay_to_a_tarpit_ends_at_the_deadline(cert: LabCert) -> None:
+    async with await serve(HOSTILE["tls_stall"], cert=cert) as server:
         run = await smtpprobe("relay", "--server", f"127.0.0.1:{server.port}", "--tls",
                               "starttls", "--timeout", "300", "--deadline", "3", "--helo",
                               HELO, "--json")
