@@ -22,7 +22,7 @@ from pathlib import Path
 
 from smtpprobe.core.classify import explain
 from smtpprobe.core.knowledge import load as knowledge
-from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.core.knowledge.model import KnowledgeBase
 from smtpprobe.errors import KnowledgeError
 from smtpprobe.models import Category, Stage
 

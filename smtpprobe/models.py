@@ -118,7 +118,7 @@ class FailureKind(StrEnum):
     WITHHELD = "withheld"  # we chose not to send (credentials over plaintext)
     NOT_OFFERED = "not_offered"  # the server does not offer what the step needs
     LOCAL = "local"  # a fault on this machine (bad source address ...)
-    # Observations (knowledge/observations.toml): the step worked, but something is wrong.
+    # Observations (knowledge/probe/observations.toml): the step worked, but something is wrong.
     CERT_UNTRUSTED = "cert_untrusted"  # the chain does not verify against the trust store
     CERT_NAME_MISMATCH = "cert_name_mismatch"  # the certificate does not name the host
     CERT_EXPIRED = "cert_expired"

@@ -28,9 +28,13 @@ def test_wheel_contains_the_knowledge_and_uses_it(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         archive.extractall(tmp_path / "site")
-    shipped = {Path(n).name for n in names if n.startswith("smtpprobe/_knowledge/")}
-    source = {p.name for p in (ROOT / "knowledge").rglob("*.toml")}
+    # The same files at the same places: relative paths, subfolders included (codes/ ...).
+    prefix = "smtpprobe/_knowledge/"
+    shipped = {n[len(prefix):] for n in names if n.startswith(prefix) and not n.endswith("/")}
+    source = {p.relative_to(ROOT / "knowledge").as_posix()
+              for p in (ROOT / "knowledge").rglob("*") if p.is_file()}
     assert shipped == source
+    assert {name.split("/")[0] for name in source} == {"codes", "patterns", "probe"}
     assert "smtpprobe/py.typed" in names
     # Run from the unpacked wheel, away from the source tree: it must find _knowledge.
     env = {k: v for k, v in os.environ.items() if k != "SMTPPROBE_KNOWLEDGE"}

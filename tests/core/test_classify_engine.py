@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from smtpprobe.core.classify import classify_text, rank_reply
 from smtpprobe.core.knowledge import load as knowledge
-from smtpprobe.core.knowledge.load import KnowledgeBase, required_literals
+from smtpprobe.core.knowledge.literals import required_literals
+from smtpprobe.core.knowledge.model import KnowledgeBase
 from smtpprobe.core.replies import parse_reply
 from smtpprobe.models import Category, Stage
 

@@ -1,241 +1,89 @@
-"""Find, load and validate the knowledge base (`knowledge/*.toml`) into a `KnowledgeBase`.
+"""Find, load and validate the knowledge base (`knowledge/**/*.toml`) into a `KnowledgeBase`.
 
 The knowledge base is data: each rule says which replies it explains (stage, code, enhanced
 code, text pattern, or a failure without reply), what they mean (category, retry) and what to
 do (cause and remedy in English and German). Loading checks every field and names the file and
-rule id of any mistake. docs/knowledge.md describes the format.
+rule id of any mistake. docs/knowledge.md describes the format; model.py holds what is built,
+literals.py the pattern prefilter and cache.py the per-user cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
 import re
-import re._constants as _sre  # type: ignore[import-not-found]
-import re._parser as _sre_parse  # type: ignore[import-not-found]
-import sys
-import tempfile
-import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
-from smtpprobe.core.knowledge.location import ENV_VAR, find_knowledge_dir  # noqa: F401
+from smtpprobe.core.knowledge.cache import CACHE_ENV, cache_file, read_cache, write_cache
+from smtpprobe.core.knowledge.literals import required_literals
+from smtpprobe.core.knowledge.location import ENV_VAR, find_knowledge_dir
+from smtpprobe.core.knowledge.model import (
+    DEFAULT_TIER,
+    LANGS,
+    SEED_PREFIX,
+    SEEDS,
+    TIERS,
+    EnhancedPattern,
+    Example,
+    KnowledgeBase,
+    Pattern,
+    Rule,
+    Screen,
+)
 from smtpprobe.errors import KnowledgeError
 from smtpprobe.models import Category, FailureKind, LocalText, Severity, Stage
 
-LANGS = ("en", "de")
+# Names other modules import from here, as they did before model.py, literals.py and cache.py
+# took their parts over.
+__all__ = [
+    "CACHE_ENV", "ENV_VAR", "LANGS", "EnhancedPattern", "Example", "KnowledgeBase",
+    "KnowledgeError", "Pattern", "Rule", "Screen", "build", "find_knowledge_dir",
+    "knowledge_files", "load", "required_literals",
+]
+
 _ID = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$")
 _ENHANCED_PATTERN = re.compile(r"^([245*])\.(\d{1,3})(?:\.(\d{1,3}))?$")
 _RULE_KEYS = {
     "id", "category", "stages", "codes", "classes", "enhanced", "pattern", "failures",
-    "retryable", "severity", "priority", "title", "cause", "remedy", "references", "examples",
+    "retryable", "severity", "tier", "title", "cause", "remedy", "references", "examples",
     "correction", "fallback",
 }
 
 
-@dataclass(frozen=True, slots=True)
-class EnhancedPattern:
-    """An enhanced-code condition: class ('*' for any), subject, and optionally detail."""
-
-    klass: str
-    subject: int
-    detail: int | None
-
-    def matches(self, enhanced: str) -> bool:
-        parts = enhanced.split(".")
-        if len(parts) != 3:
-            return False
-        # '*' stands for the failure classes 4 and 5 only: a success code such as 2.1.5 must
-        # be named with its class, so "250 2.1.1" is never read as an unknown user.
-        if self.klass == "*" and parts[0] not in ("4", "5"):
-            return False
-        if self.klass != "*" and parts[0] != self.klass:
-            return False
-        if int(parts[1]) != self.subject:
-            return False
-        return self.detail is None or int(parts[2]) == self.detail
-
-    @property
-    def specificity(self) -> int:
-        return (30 if self.detail is not None else 15) + (1 if self.klass != "*" else 0)
-
-    def __str__(self) -> str:
-        tail = f".{self.detail}" if self.detail is not None else ""
-        return f"{self.klass}.{self.subject}{tail}"
-
-
-class Pattern:
-    """A case-insensitive regular expression, compiled on first use. It pickles as its source,
-    so a knowledge base read from the cache (see `load`) compiles only the patterns a run
-    actually needs."""
-
-    __slots__ = ("pattern", "_compiled")
-
-    def __init__(self, source: str, compiled: re.Pattern[str] | None = None) -> None:
-        self.pattern = source
-        self._compiled = compiled
-
-    def search(self, text: str) -> re.Match[str] | None:
-        if self._compiled is None:
-            self._compiled = re.compile(self.pattern, re.IGNORECASE)
-        return self._compiled.search(text)
-
-    def __reduce__(self) -> tuple[type[Pattern], tuple[str]]:
-        return (Pattern, (self.pattern,))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Pattern) and other.pattern == self.pattern
-
-    def __hash__(self) -> int:
-        return hash(self.pattern)
-
-    def __repr__(self) -> str:
-        return f"Pattern({self.pattern!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class Example:
-    """A reply (or a failure without reply) that must classify to the rule holding it."""
-
-    stage: Stage | None
-    reply: str | None = None
-    failure: FailureKind | None = None
-    detail: str | None = None  # the failure's detail line, for rules that match on it
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    id: str
-    category: Category
-    title: LocalText
-    cause: LocalText
-    remedy: LocalText
-    references: tuple[str, ...]
-    examples: tuple[Example, ...]
-    source: str  # file the rule came from, for messages
-    stages: frozenset[Stage] = frozenset()
-    codes: frozenset[int] = frozenset()
-    classes: frozenset[int] = frozenset()
-    enhanced: tuple[EnhancedPattern, ...] = ()
-    pattern: Pattern | None = None
-    failures: frozenset[FailureKind] = frozenset()
-    retryable: bool | None = None
-    severity: Severity | None = None
-    priority: int = 0
-    correction: LocalText | None = None
-    fallback: bool = False
-    # Alternatives of groups of lower-case strings: every match of `pattern` contains one
-    # string of each group of some alternative. A cheap substring test that spares most regex
-    # searches (see required_literals).
-    literals: tuple[tuple[frozenset[str], ...], ...] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Screen:
-    """The pattern rules' required words, arranged to answer in one pass over a text which
-    rules may match (a necessary condition; the regex still decides)."""
-
-    words: tuple[str, ...]  # every word any pattern requires
-    word_groups: dict[str, tuple[int, ...]]  # word -> groups it satisfies
-    group_alternatives: tuple[tuple[int, ...], ...]  # group -> alternatives it belongs to
-    alternative_size: tuple[int, ...]  # alternative -> number of groups it needs
-    alternative_rule: tuple[str, ...]  # alternative -> rule id
-
-    @classmethod
-    def of(cls, rules: tuple[Rule, ...]) -> Screen:
-        groups: dict[frozenset[str], int] = {}
-        group_alts: list[list[int]] = []
-        sizes: list[int] = []
-        owners: list[str] = []
-        for rule in rules:
-            for alternative in rule.literals or ():
-                index = len(sizes)
-                ids = {groups.setdefault(g, len(groups)) for g in alternative}
-                while len(group_alts) < len(groups):
-                    group_alts.append([])
-                for gid in ids:
-                    group_alts[gid].append(index)
-                sizes.append(len(ids))
-                owners.append(rule.id)
-        word_groups: dict[str, list[int]] = {}
-        for group, gid in groups.items():
-            for word in group:
-                word_groups.setdefault(word, []).append(gid)
-        return cls(words=tuple(sorted(word_groups)),
-                   word_groups={w: tuple(g) for w, g in word_groups.items()},
-                   group_alternatives=tuple(tuple(a) for a in group_alts),
-                   alternative_size=tuple(sizes), alternative_rule=tuple(owners))
-
-    def passing(self, lowered: str) -> set[str]:
-        """Ids of the rules with an alternative whose every group has a word in `lowered`."""
-        satisfied: set[int] = set()
-        groups = self.word_groups
-        for word in [w for w in self.words if w in lowered]:
-            satisfied.update(groups[word])
-        counts: dict[int, int] = {}
-        rules: set[str] = set()
-        for gid in satisfied:
-            for alt in self.group_alternatives[gid]:
-                count = counts.get(alt, 0) + 1
-                counts[alt] = count
-                if count == self.alternative_size[alt]:
-                    rules.add(self.alternative_rule[alt])
-        return rules
-
-
-@dataclass(frozen=True, slots=True)
-class KnowledgeBase:
-    rules: tuple[Rule, ...]
-    fallback: Rule
-    location: str
-    # Which pattern rules can possibly match a text, from the words their patterns require.
-    screen: Screen | None = None
-    # Rules that can match a reply with a given (basic code, enhanced subject), filled on
-    # first use by classify.candidates; belongs to this knowledge base, not to the module.
-    candidates: dict[tuple[int | None, int | None], tuple[Rule, ...]] = field(
-        default_factory=dict, compare=False, repr=False)
-
-    def by_id(self, rule_id: str) -> Rule:
-        for rule in self.rules:
-            if rule.id == rule_id:
-                return rule
-        raise KeyError(rule_id)
-
-
-# --- locating ------------------------------------------------------------------------------
-
-
-CACHE_ENV = "SMTPPROBE_CACHE"  # a directory for the parsed knowledge base, or "off"
-_CACHE_FORMAT = "1"
+def knowledge_files(directory: Path) -> list[tuple[str, Path]]:
+    """Every `*.toml` file below `directory` (the kind folders codes/, patterns/, probe/ and
+    any other), as (path relative to it with '/' separators, path), in the order of those
+    relative paths' parts: the same on every system and Python version."""
+    found = [(path.relative_to(directory), path) for path in directory.rglob("*.toml")]
+    found.sort(key=lambda item: item[0].parts)
+    return [(relative.as_posix(), path) for relative, path in found]
 
 
 def load(explicit: str | os.PathLike[str] | None = None,
          *, environ: Mapping[str, str] | None = None) -> KnowledgeBase:
     """Find and load the knowledge base; raises KnowledgeError with a one-line reason.
 
-    Parsing and validating some 300 rules costs more than the rest of a command's start-up,
-    so the validated result is kept in a per-user cache, keyed by a hash of every file's name
-    and bytes (and of smtpprobe's and Python's versions): any edit gives a new key, and a
-    missing, foreign or broken cache entry is simply rebuilt.
+    The validated result is kept in a per-user cache (cache.py) keyed by a hash of every
+    file's relative path and bytes: a warm start reads one pickle instead of parsing.
     """
     env = os.environ if environ is None else environ
     directory = find_knowledge_dir(explicit, environ=env)
-    files = sorted(directory.rglob("*.toml"))
+    files = knowledge_files(directory)
     if not files:
         raise KnowledgeError(f"{directory}: no *.toml files in the knowledge directory")
     blobs: list[tuple[str, bytes]] = []
-    for path in files:
-        name = str(path.relative_to(directory))
+    for name, path in files:
         try:
             blobs.append((name, path.read_bytes()))
         except OSError as exc:
             raise KnowledgeError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    cache = _cache_file(env, blobs)
-    cached = _read_cache(cache) if cache is not None else None
+    cache = cache_file(env, blobs)
+    cached = read_cache(cache) if cache is not None else None
     if cached is not None:
         return replace(cached, location=str(directory))
+    import tomllib  # only on a cache miss: a warm start never parses TOML
+
     documents: list[tuple[str, Mapping[str, object]]] = []
     for name, data in blobs:
         try:
@@ -246,57 +94,8 @@ def load(explicit: str | os.PathLike[str] | None = None,
             raise KnowledgeError(f"{name}: not valid UTF-8") from None
     kb = build(documents, location=str(directory))
     if cache is not None:
-        _write_cache(cache, kb)
+        write_cache(cache, kb)
     return kb
-
-
-def _cache_file(env: Mapping[str, str], blobs: list[tuple[str, bytes]]) -> Path | None:
-    setting = env.get(CACHE_ENV, "")
-    if setting.lower() == "off":
-        return None
-    if setting:
-        folder = Path(setting)
-    else:
-        base = env.get("XDG_CACHE_HOME") or (str(Path(env["HOME"]) / ".cache")
-                                             if env.get("HOME") else "")
-        if not base:
-            return None
-        folder = Path(base) / "smtpprobe"
-    from smtpprobe import __version__
-
-    digest = hashlib.sha256(
-        f"{_CACHE_FORMAT}|{__version__}|{sys.version_info[:3]}".encode())
-    for name, data in blobs:
-        digest.update(f"\0{name}\0{len(data)}\0".encode())
-        digest.update(data)
-    return folder / f"knowledge-{digest.hexdigest()[:32]}.pickle"
-
-
-def _read_cache(path: Path) -> KnowledgeBase | None:
-    try:
-        info = path.stat()
-        # Unpickling runs code: only a file of our own, that nobody else may write, is read.
-        if info.st_uid != os.getuid() or info.st_mode & 0o022:
-            return None
-        with path.open("rb") as handle:
-            kb = pickle.load(handle)
-    except Exception:  # noqa: BLE001 - any broken or stale entry just means a rebuild
-        return None
-    return kb if isinstance(kb, KnowledgeBase) else None
-
-
-def _write_cache(path: Path, kb: KnowledgeBase) -> None:
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=".knowledge-",
-                                         delete=False) as handle:
-            pickle.dump(replace(kb, candidates={}), handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(handle.name, path)
-        for old in path.parent.glob("knowledge-*.pickle"):
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError:
-        pass  # no cache today (read-only home, full disk): the next run parses again
 
 
 def build(documents: Iterable[tuple[str, Mapping[str, object]]],
@@ -329,63 +128,6 @@ def build(documents: Iterable[tuple[str, Mapping[str, object]]],
                          screen=Screen.of(ordered))
 
 
-def required_literals(pattern: str) -> tuple[tuple[frozenset[str], ...], ...] | None:
-    """What any match of `pattern` (case-insensitive) must contain, as alternatives of groups:
-    a match satisfies at least one alternative, i.e. contains a string of each of its groups.
-
-    Walks the parsed regular expression: each run of literal characters in a sequence is
-    required; so is everything a group, or a repeat of at least one, requires; an alternation
-    inside a sequence contributes one group made of each branch's strongest group. A pattern
-    that is an alternation at the top gives one alternative per branch. None when nothing is
-    certain (then the regex always runs).
-    """
-    try:
-        parsed = _sre_parse.parse(pattern, re.IGNORECASE)
-    except (re.error, RecursionError, TypeError, ValueError):  # pragma: no cover - defensive
-        return None
-    items = list(parsed)
-    while len(items) == 1 and items[0][0] is _sre.SUBPATTERN:
-        items = list(items[0][1][-1])
-    branches = items[0][1][1] if len(items) == 1 and items[0][0] is _sre.BRANCH else [items]
-    alternatives = tuple(tuple(_required(branch)) for branch in branches)
-    if not alternatives or any(not alt for alt in alternatives):
-        return None
-    return alternatives
-
-
-def _strongest(groups: list[frozenset[str]]) -> frozenset[str] | None:
-    if not groups:
-        return None
-    return max(groups, key=lambda g: (min(len(x) for x in g), -len(g)))
-
-
-def _required(items: object) -> list[frozenset[str]]:
-    groups: list[frozenset[str]] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            groups.append(frozenset({"".join(run)}))
-            run.clear()
-
-    repeats = {_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", None)}
-    for op, av in items:  # type: ignore[attr-defined]
-        if op is _sre.LITERAL:
-            run.append(chr(av).lower())
-            continue
-        flush()
-        if op is _sre.SUBPATTERN:
-            groups += _required(av[-1])
-        elif op is _sre.BRANCH:
-            best = [_strongest(_required(alt)) for alt in av[1]]
-            if all(b is not None for b in best):
-                groups.append(frozenset().union(*(b for b in best if b is not None)))
-        elif op in repeats and av[0] >= 1:
-            groups += _required(av[2])
-    flush()
-    return groups
-
-
 # --- validation ------------------------------------------------------------------------------
 
 
@@ -402,6 +144,8 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
     if not isinstance(rule_id, str) or not _ID.match(rule_id):
         raise fail("'id' must be a dotted lower-case name like 'relay.denied'")
     unknown = set(raw) - _RULE_KEYS
+    if "priority" in unknown:
+        raise fail(f"'priority' is now 'tier', a name: one of {', '.join(TIERS)}")
     if unknown:
         raise fail(f"unknown key(s): {', '.join(sorted(unknown))}")
 
@@ -464,9 +208,14 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
         if not isinstance(source, str) or not source:
             raise fail("'pattern' must be a non-empty string")
         try:
-            pattern = Pattern(source, re.compile(source, re.IGNORECASE))
+            compiled = re.compile(source, re.IGNORECASE)
         except re.error as exc:
             raise fail(f"'pattern' is not a valid regular expression: {exc}") from None
+        if "\n" in source and not compiled.flags & re.VERBOSE:
+            # Outside verbose mode the line breaks and indentation would be matched literally.
+            raise fail("a 'pattern' over several lines must start with the verbose flag "
+                       "'(?x)' (docs/knowledge.md, 'Long patterns')")
+        pattern = Pattern(source, compiled)
 
     retryable = raw.get("retryable")
     if retryable is not None and not isinstance(retryable, bool):
@@ -477,9 +226,9 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
             severity = Severity(raw["severity"])
         except ValueError:
             raise fail(f"unknown severity {raw['severity']!r}") from None
-    priority = raw.get("priority", 0)
-    if not isinstance(priority, int) or isinstance(priority, bool) or not -100 <= priority <= 100:
-        raise fail("'priority' must be an integer from -100 to 100")
+    tier = raw.get("tier", DEFAULT_TIER)
+    if not isinstance(tier, str) or tier not in TIERS:
+        raise fail(f"unknown tier {tier!r}: use one of {', '.join(TIERS)}")
     fallback = raw.get("fallback", False)
     if not isinstance(fallback, bool):
         raise fail("'fallback' must be true or false")
@@ -493,7 +242,11 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
 
     references = tuple(str_list("references"))
     if not references:
-        raise fail("'references' must name at least one source (RFC section or seed file)")
+        raise fail("'references' must name at least one source (RFC section or seed)")
+    for reference in references:
+        if reference.startswith(SEED_PREFIX) and reference[len(SEED_PREFIX):] not in SEEDS:
+            raise fail(f"unknown seed in reference {reference!r}: use one of "
+                       f"{', '.join(SEED_PREFIX + short for short in SEEDS)}")
 
     raw_examples = raw.get("examples", [])
     if not isinstance(raw_examples, list):
@@ -529,6 +282,7 @@ def _parse_rule(name: str, index: int, raw: object) -> Rule:
         references=references, examples=tuple(examples), source=name,
         stages=frozenset(stages), codes=codes, classes=classes, enhanced=tuple(enhanced),
         pattern=pattern, failures=frozenset(failures), retryable=retryable, severity=severity,
-        priority=priority, correction=text("correction", required=False), fallback=fallback,
+        tier=tier, priority=TIERS[tier], correction=text("correction", required=False),
+        fallback=fallback,
         literals=required_literals(pattern.pattern) if pattern is not None else None,
     )

@@ -1,6 +1,6 @@
 """Where the knowledge base is, and the error for when it is missing or broken.
 
-Kept apart from knowledge.py (parsing, validation, the cache) so that a command can check the
+Kept apart from load.py (parsing, validation, the cache) so that a command can check the
 location up front, before any traffic, without paying for the rest at start-up.
 """
 

@@ -19,7 +19,7 @@ from types import ModuleType
 import pytest
 
 from smtpprobe.core.classify import explain
-from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.core.knowledge.model import KnowledgeBase
 from smtpprobe.models import Category, Stage
 
 ROOT = Path(__file__).resolve().parents[3]

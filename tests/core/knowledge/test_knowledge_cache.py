@@ -35,6 +35,8 @@ def test_cached_knowledge_answers_like_the_parsed_one(tmp_path: Path, kdir: Path
     cached = knowledge.load(environ=env)
     assert cached is not fresh
     assert [r.id for r in cached.rules] == [r.id for r in fresh.rules]
+    assert [(r.source, r.tier, r.priority, r.references) for r in cached.rules] == \
+        [(r.source, r.tier, r.priority, r.references) for r in fresh.rules]
     assert cached.location == str(kdir)
     assert check_examples(cached) == []
     text = "550 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"
@@ -44,13 +46,24 @@ def test_cached_knowledge_answers_like_the_parsed_one(tmp_path: Path, kdir: Path
 def test_any_edit_rebuilds(tmp_path: Path, kdir: Path) -> None:
     env = env_for(tmp_path / "cache", kdir)
     knowledge.load(environ=env)
-    target = kdir / "fallback.toml"
+    target = kdir / "codes" / "fallback.toml"
     text = target.read_text(encoding="utf-8")
     target.write_text(text.replace('title.en = "Reply not recognised"',
                                    'title.en = "Reply not known"'), encoding="utf-8")
     again = knowledge.load(environ=env)
     assert again.fallback.title.en == "Reply not known"
     assert len(list((tmp_path / "cache").glob("knowledge-*.pickle"))) == 1  # old one removed
+
+
+def test_moving_a_file_to_another_folder_rebuilds(tmp_path: Path, kdir: Path) -> None:
+    # Same bytes, another place: the key covers the relative path, so the rules' sources
+    # (which messages name) are not served stale from the cache.
+    env = env_for(tmp_path / "cache", kdir)
+    assert knowledge.load(environ=env).fallback.source == "codes/fallback.toml"
+    (kdir / "codes" / "fallback.toml").rename(kdir / "probe" / "fallback.toml")
+    again = knowledge.load(environ=env)
+    assert again.fallback.source == "probe/fallback.toml"
+    assert len(list((tmp_path / "cache").glob("knowledge-*.pickle"))) == 1
 
 
 def test_broken_or_foreign_cache_is_ignored(tmp_path: Path, kdir: Path) -> None:

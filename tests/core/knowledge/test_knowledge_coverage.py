@@ -1,7 +1,7 @@
 """The knowledge base covers every reply code, enhanced status code and failure kind it must,
 and means different things at different stages where SMTP does.
 
-Replies here are bare codes ("552", "550 5.7.1"): text-pattern rules (knowledge/patterns-*.toml)
+Replies here are bare codes ("552", "550 5.7.1"): text-pattern rules (knowledge/patterns/*.toml)
 outrank code rules by design, so a bare code tests the code knowledge on its own.
 """
 
@@ -13,7 +13,7 @@ import pytest
 
 from smtpprobe.core.classify import classify_failure, classify_reply, classify_text
 from smtpprobe.core.knowledge import load as knowledge
-from smtpprobe.core.knowledge.load import KnowledgeBase, Rule
+from smtpprobe.core.knowledge.model import KnowledgeBase, Rule
 from smtpprobe.errors import KnowledgeError
 from smtpprobe.models import Category, Failure, FailureKind, Reply, Stage
 
@@ -354,6 +354,16 @@ def test_loader_accepts_the_good_form(tmp_path: Path) -> None:
     (rule_text(examples='examples = [{ stage = "helo", reply = "550" }]'), "unknown stage"),
     (rule_text().replace('cause.de = "c"\n', ""), "'cause' must have exactly the languages"),
     (rule_text().replace("codes = [550]", "codes = [650]"), "'codes' must be a list"),
+    (rule_text().replace("codes = [550]", 'codes = [550]\ntier = "loud"'),
+     "unknown tier 'loud': use one of success-echo, code-echo,"),
+    (rule_text().replace("codes = [550]", "codes = [550]\ntier = 60"), "unknown tier 60"),
+    (rule_text().replace("codes = [550]", "codes = [550]\npriority = 60"),
+     "'priority' is now 'tier', a name: one of success-echo,"),
+    (rule_text().replace('"RFC 5321 4.2.3"', '"seed:000_f9d6b197398d87d4.txt"'),
+     "unknown seed in reference 'seed:000_f9d6b197398d87d4.txt': use one of "
+     "seed:ovh-mail-problems,"),
+    (rule_text().replace("enhanced = [", "pattern = \"\"\"user\n| unknown\"\"\"\nenhanced = ["),
+     "a 'pattern' over several lines must start with the verbose flag '(?x)'"),
 ])
 def test_loader_names_file_and_rule(tmp_path: Path, text: str, says: str) -> None:
     write(tmp_path, {"a.toml": GOOD_FALLBACK, "broken.toml": text})

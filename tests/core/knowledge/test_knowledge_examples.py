@@ -1,5 +1,5 @@
 from smtpprobe.core.classify import check_examples
-from smtpprobe.core.knowledge.load import KnowledgeBase
+from smtpprobe.core.knowledge.model import KnowledgeBase
 
 
 def test_every_example_classifies_to_its_rule_without_tie(kb: KnowledgeBase) -> None:

@@ -1,4 +1,4 @@
-"""The text-pattern rules (knowledge/patterns-*.toml): what servers say beats their codes.
+"""The text-pattern rules (knowledge/patterns/*.toml): what servers say beats their codes.
 
 Real replies from many vendors, in English and German, must land in the category the words
 describe; success replies must stay successes whatever words they contain; and no input,
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smtpprobe.core.classify import classify_text, explain
-from smtpprobe.core.knowledge.load import KnowledgeBase, Rule
+from smtpprobe.core.knowledge.model import KnowledgeBase, Rule
 from smtpprobe.core.replies import MAX_TEXT, parse_reply
 from smtpprobe.models import Category, Finding, Stage
 
@@ -22,7 +22,7 @@ C = Category
 
 
 def pattern_rules(kb: KnowledgeBase) -> list[Rule]:
-    return [r for r in kb.rules if r.source.startswith("patterns-")]
+    return [r for r in kb.rules if r.source.startswith("patterns/")]
 
 
 def test_pattern_files_are_loaded_and_only_hold_pattern_rules(kb: KnowledgeBase) -> None:
