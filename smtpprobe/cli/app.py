@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -33,6 +33,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("relay", "smtpprobe.cli.relay"),
     ("demo", "smtpprobe.cli.demo"),
     ("lab", "smtpprobe.cli.lab"),
+    ("completion", "smtpprobe.cli.completion"),
 )
 _MODULES = dict(COMMANDS)
 
@@ -64,10 +65,27 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # -h as well as --help, on every command (click passes it on to sub-contexts).
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-@app.callback()
-def _smtpprobe() -> None:
+
+def _version(value: bool) -> None:
+    if value:
+        from smtpprobe import __version__
+
+        sys.stdout.write(f"smtpprobe {__version__}\n")
+        raise typer.Exit(exits.OK)
+
+
+@app.callback(epilog="Exit codes: 0 accepted or passed, 1 rejected or failed, 2 usage error, "
+              "3 deferred, unreachable or temporary, 130 interrupted. "
+              "Run 'smtpprobe COMMAND -h' for a command's options and examples.")
+def _smtpprobe(
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", help="Show the version and exit.", is_eager=True,
+        callback=_version)] = False,
+) -> None:
     """Live SMTP connection tester that explains what mail servers say, and what to do."""
 
 
@@ -75,10 +93,18 @@ def _smtpprobe() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import os
+
+    if os.environ.get("_SMTPPROBE_COMPLETE"):
+        # The shell asks for completions (cli/completion.py): only now load typer's classes.
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
         # Not click's standalone mode: its own usage errors (an unknown option, a value of the
         # wrong type) come back here, to be told in one line like ours.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="smtpprobe", complete_var="_SMTPPROBE_COMPLETE",
+                   standalone_mode=False)
     except typer.TyperException as exc:
         message = " ".join(exc.format_message().split())
         if message:  # empty when there were no arguments at all: the help was shown

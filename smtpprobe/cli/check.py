@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from smtpprobe.cli import exits
 from smtpprobe.cli.options import (
     CafileOpt,
     HeloOpt,
@@ -45,7 +46,9 @@ def _read_address_file(path: str) -> list[str]:
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-@app.command()
+@app.command(epilog="Examples:  smtpprobe check alice@example.org  |  smtpprobe check "
+             "--file list.txt --json  |  smtpprobe check -s mx.example.org bob@example.org"
+             "\n\n" + exits.HELP["check"])
 def check(
     addresses: Annotated[Optional[list[str]], typer.Argument(
         help="Addresses to check, e.g. alice@example.org", show_default=False)] = None,
@@ -53,11 +56,13 @@ def check(
         "--file", help="Read addresses from FILE (one per line, # comments), - for stdin.",
         metavar="FILE")] = None,
     mail_from: Annotated[str, typer.Option(
-        "--mail-from", help="Envelope sender for MAIL FROM; empty means the null sender <>.")] = "",
+        "--from", "--mail-from", "-f", help="Envelope sender for MAIL FROM; empty means the "
+        "null sender <>.", metavar="ADDRESS")] = "",
     helo: HeloOpt = None,
-    port: Annotated[int, typer.Option("--port", help="SMTP port of the mail hosts.")] = 25,
+    port: Annotated[int, typer.Option("--port", "-p", help="SMTP port of the mail hosts.",
+                                      metavar="PORT")] = 25,
     server: Annotated[Optional[str], typer.Option(
-        "--server", help="Skip the MX lookup and talk to HOST[:PORT].",
+        "--server", "-s", help="Skip the MX lookup and talk to HOST[:PORT].",
         metavar="HOST[:PORT]")] = None,
     timeout: TimeoutOpt = 10.0,
     deadline: Annotated[Optional[float], typer.Option(

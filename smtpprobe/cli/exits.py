@@ -51,3 +51,16 @@ def for_sweep(report: SweepReport) -> int:
     if rec.usable:
         return OK
     return TEMPORARY if rec.finding is not None and rec.finding.retryable else FAILED
+
+
+# The exit codes as each command's help shows them (one place, like the codes themselves).
+HELP = {
+    "check": f"Exit codes: {OK} every address accepted, {FAILED} an address rejected, {USAGE} "
+             f"usage error, {TEMPORARY} deferred or unreachable (and none rejected), "
+             f"{INTERRUPTED} interrupted.",
+    "sweep": f"Exit codes: {OK} working settings found, {FAILED} none, {USAGE} usage error, "
+             f"{TEMPORARY} none for now (the cause may pass), {INTERRUPTED} interrupted.",
+    "relay": f"Exit codes: {OK} every check passed, {FAILED} a check failed, {USAGE} usage "
+             f"error, {TEMPORARY} only temporary failures, {INTERRUPTED} interrupted.",
+    "explain": f"Exit codes: {OK} explained, {USAGE} usage error.",
+}

@@ -27,11 +27,12 @@ _STAGE_ALIASES = {
 }
 
 LangOpt = Annotated[Optional[str], typer.Option(
-    "--lang", help="Output language: de or en (default: from the locale, else en).")]
+    "--lang", metavar="[de|en]", help="Output language (default: from the locale, else en).",
+    show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 KnowledgeOpt = Annotated[Optional[Path], typer.Option(
     "--knowledge", help="Knowledge directory (default: $SMTPPROBE_KNOWLEDGE or the packaged one).",
-    show_default=False)]
+    show_default=False, hidden=True)]  # for knowledge-base authors, not for users
 
 
 HeloOpt = Annotated[Optional[str], typer.Option(

@@ -72,10 +72,12 @@ def _check_junit(path: Path | None) -> Path | None:
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-@app.command()
+@app.command(epilog="Examples:  smtpprobe relay -s smtp.example.org:587 -u app@example.org "
+             "--password-env SMTP_PW -f app@example.org -t ops@example.org  |  add --send "
+             "--junit relay.xml in CI\n\n" + exits.HELP["relay"])
 def relay(
     server: Annotated[Optional[str], typer.Option(
-        "--server", envvar="SMTPPROBE_SERVER", help=f"The relay, HOST[:PORT] (port "
+        "--server", "-s", envvar="SMTPPROBE_SERVER", help=f"The relay, HOST[:PORT] (port "
         f"{DEFAULT_PORT} when not given).", metavar="HOST[:PORT]", show_default=False)] = None,
     tls: Annotated[str, typer.Option(
         "--tls", envvar="SMTPPROBE_TLS", help="auto (465: implicit TLS; otherwise STARTTLS, "
@@ -84,10 +86,11 @@ def relay(
     password_env: PasswordEnvOpt = None,
     password_file: PasswordFileOpt = None,
     mail_from: Annotated[Optional[str], typer.Option(
-        "--from", envvar="SMTPPROBE_FROM", help="Envelope sender for MAIL FROM.",
+        "--from", "--mail-from", "-f", envvar="SMTPPROBE_FROM",
+        help="Envelope sender for MAIL FROM.",
         metavar="ADDRESS", show_default=False)] = None,
     to: Annotated[Optional[list[str]], typer.Option(
-        "--to", help=f"Recipient for RCPT TO (repeat for more; or ${TO_ENV}, separated by "
+        "--to", "-t", help=f"Recipient for RCPT TO (repeat for more; or ${TO_ENV}, separated by "
         f"commas).", metavar="ADDRESS", show_default=False)] = None,
     send: Annotated[bool, typer.Option(
         "--send", help="Also send a small test message and report the queue id.")] = False,

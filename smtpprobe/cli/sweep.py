@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from smtpprobe.core.certs import TrustStore
 
 UserOpt = Annotated[Optional[str], typer.Option(
-    "--user", envvar="SMTPPROBE_USER", help="Log in as USER (the password is never an "
+    "--user", "-u", envvar="SMTPPROBE_USER", help="Log in as USER (the password is never an "
     "argument: see --password-env, --password-file, $SMTPPROBE_PASSWORD or the prompt).",
     metavar="USER", show_default=False)]
 PasswordEnvOpt = Annotated[Optional[str], typer.Option(
@@ -95,7 +95,9 @@ def wide_console() -> Console:
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-@app.command()
+@app.command(epilog="Examples:  smtpprobe sweep smtp.example.org  |  smtpprobe sweep "
+             "smtp.example.org -u alice@example.org --password-env PW  |  smtpprobe sweep "
+             "mail.example.org --ports 587,465\n\n" + exits.HELP["sweep"])
 def sweep(
     host: Annotated[str, typer.Argument(help="Mail server to test, e.g. smtp.example.org",
                                         show_default=False)],

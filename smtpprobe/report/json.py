@@ -8,6 +8,7 @@ redactor and scrubs the whole dict (report/redaction.py), so no field can forget
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -235,6 +236,23 @@ def relay_dict(report: RelayReport, lang: str) -> dict[str, Any]:
     }
 
 
+def stamped(data: dict[str, Any], *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The document with the version that wrote it and when, right after its schema."""
+    from smtpprobe import __version__
+
+    when = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out[key] = value
+        if key == "schema":
+            out["smtpprobe_version"] = __version__
+            out["generated_at"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return out
+
+
 def dumps(data: Any, redactor: Redactor, *, indent: int | None = 2) -> str:
-    """The one way JSON leaves the program: the dict scrubbed of secrets, then serialised."""
+    """The one way JSON leaves the program: a document stamped (`stamped`) and scrubbed of
+    secrets, then serialised."""
+    if isinstance(data, dict) and "schema" in data:
+        data = stamped(data)
     return json.dumps(scrub(data, redactor), ensure_ascii=False, indent=indent)

@@ -77,7 +77,10 @@ def relay_junit(report: RelayReport, lang: str, redactor: Redactor, *,
         "hostname": report.address or report.host,
     })
     props = ET.SubElement(suite, "properties")
-    for name, value in (("verdict", str(report.verdict)), ("mode", str(report.mode)),
+    from smtpprobe import __version__
+
+    for name, value in (("smtpprobe_version", __version__),
+                        ("verdict", str(report.verdict)), ("mode", str(report.mode)),
                         ("address", report.address), ("queue_id", report.queue_id or ""),
                         ("message_id", report.message_id or "")):
         ET.SubElement(props, "property", {"name": name, "value": value})
