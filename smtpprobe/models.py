@@ -125,6 +125,7 @@ class FailureKind(StrEnum):
     CERT_EXPIRING = "cert_expiring"  # fewer than 14 days left
     TLS_OUTDATED = "tls_outdated"  # TLS 1.0/1.1 or SSL
     CATCH_ALL = "catch_all"  # a random local part was accepted too
+    NOT_CATCH_ALL = "not_catch_all"  # a random local part was refused: the 250 counts
     OPEN_RELAY = "open_relay"  # mail for a foreign domain accepted without authentication
     RELAY_REFUSED = "relay_refused"  # the open-relay check passed
 

@@ -102,12 +102,19 @@ def decide(classify: Classifier, address: Address, mx: MxResult, convs: Sequence
                  if h.failure is not None]
     for conv in convs:
         findings.extend(conv.observations)
-        mail_refused = Transaction.of(conv.steps).mail_refused
+        transaction = Transaction.of(conv.steps)
+        # The catch-all probe (a made-up address) is expected to be refused: its 5yz is the
+        # good news, not a problem of the address (it becomes an info finding below).
+        probe = transaction.rcpts[1] if catch_all_asked and len(transaction.rcpts) > 1 \
+            else None
         for step in conv.steps:
             if step.finding is None or step.finding.severity in (Severity.OK, Severity.INFO):
                 continue
-            if mail_refused and step.stage is Stage.RCPT:
+            if transaction.mail_refused and step.stage is Stage.RCPT:
                 continue  # only an echo of the refused MAIL (e.g. 503 bad sequence)
+            if step is probe and step.refused and step.reply is not None \
+                    and step.reply.klass == 5:
+                continue
             findings.append(step.finding)
 
     decisive: Finding | None = None
@@ -131,11 +138,11 @@ def decide(classify: Classifier, address: Address, mx: MxResult, convs: Sequence
         decisive = found
         verdict = {2: Verdict.ACCEPTED, 4: Verdict.DEFERRED}.get(reply.klass or 5,
                                                                   Verdict.REJECTED)
-        if chosen.replied(552) and chosen.stage is Stage.RCPT:
-            # RFC 5321 4.5.3.1.10: clients treat 552 to RCPT as temporary (old servers sent
-            # it for "too many recipients"); a full mailbox (X.2.2) is persistent transient
-            # too (RFC 3463 3.3). MTAs defer, so does the verdict.
-            verdict = Verdict.DEFERRED
+        # A 5yz is a refusal whatever it says: senders bounce on it. RFC 5321 4.5.3.1.10
+        # (treat 552 to RCPT as temporary) is about old servers that sent 552 for "too many
+        # recipients"; a lone check sends one RCPT first, so its 552 is about the mailbox. A
+        # full mailbox (X.2.2) may clear later (the finding says so: retryable), but this
+        # attempt was rejected.
         if verdict is Verdict.ACCEPTED:
             # RFC 5321 3.5.3: 252 means "cannot verify, will try": existence unknown.
             status = AddressStatus.UNKNOWN if chosen.replied(252) else AddressStatus.EXISTS
@@ -148,6 +155,14 @@ def decide(classify: Classifier, address: Address, mx: MxResult, convs: Sequence
                         Stage.RCPT, FailureKind.CATCH_ALL,
                         f"{address.domain} also accepted a made-up address "
                         f"({probe.command or ''})"))
+                elif probe.reply is not None and probe.reply.klass == 5:
+                    findings.append(classify.observe(
+                        Stage.RCPT, FailureKind.NOT_CATCH_ALL,
+                        f"{address.domain} refused a made-up address ({probe.command or ''}: "
+                        f"{probe.reply.render().splitlines()[-1]}), so its 250 for "
+                        f"{address} counts"))
+                else:
+                    catch_all = None  # a deferral or no answer: no conclusion either way
         elif found.category in (Category.USER_UNKNOWN, Category.DOMAIN_NOT_FOUND):
             status = AddressStatus.DOES_NOT_EXIST
         elif found.category is Category.MAILBOX_FULL:

@@ -119,6 +119,10 @@ class Sweeper:
         self.trust = trust
         self.redactor = redactor
         self.classifier = Classifier(kb, redactor)
+        # One login at a time across the ports; after a refused password, no other port gets
+        # it (each failed login brings an account lock-out closer).
+        self._login_turn: asyncio.Lock | None = None
+        self._refused_on: str | None = None
 
     async def sweep(self) -> SweepReport:
         """Every port at once. Never raises for anything a server or DNS does."""
@@ -219,10 +223,7 @@ class Sweeper:
 
         auth = NOT_TRIED
         if self.credentials is not None:
-            auth = await login(session, self.credentials, classifier, steps,
-                               allow_plaintext=self.options.allow_plaintext_auth,
-                               tls_expected=mode is not PortMode.PLAIN,
-                               verify=self.options.verify)
+            auth = await self._login(session, mode, steps)
             # A port without AUTH shows that in its login column; the other outcomes are
             # problems worth listing with the port's findings.
             if auth.result not in (AuthResult.OK, AuthResult.NOT_OFFERED) and auth.finding:
@@ -231,6 +232,26 @@ class Sweeper:
         if goodbye is not None:
             steps.append(goodbye)
         return done(PortState.OPEN, auth=auth)
+
+
+    async def _login(self, session: Session, mode: PortMode, steps: list[Step]) -> AuthOutcome:
+        if self._login_turn is None:
+            self._login_turn = asyncio.Lock()
+        async with self._login_turn:
+            if self._refused_on is not None:
+                return AuthOutcome(AuthResult.WITHHELD, finding=self.classifier.observe(
+                    Stage.AUTH, FailureKind.WITHHELD,
+                    f"the password was not sent to {session.endpoint.where}: "
+                    f"{self._refused_on} already refused these credentials, and every "
+                    f"further failed login brings an account lock-out closer"))
+            outcome = await login(session, self.credentials, self.classifier, steps,
+                                  allow_plaintext=self.options.allow_plaintext_auth,
+                                  tls_expected=mode is not PortMode.PLAIN,
+                                  verify=self.options.verify) \
+                if self.credentials is not None else NOT_TRIED
+            if outcome.result is AuthResult.FAILED:
+                self._refused_on = session.endpoint.where
+            return outcome
 
 
 def _require(finding: Finding | None) -> Finding:

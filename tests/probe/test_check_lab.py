@@ -22,7 +22,15 @@ from smtpprobe.lab.world import (
     lab_world_in_thread,
     records_for,
 )
-from smtpprobe.models import AddressStatus, Category, CheckReport, FailureKind, Stage, Verdict
+from smtpprobe.models import (
+    AddressStatus,
+    Category,
+    CheckReport,
+    FailureKind,
+    Severity,
+    Stage,
+    Verdict,
+)
 from smtpprobe.probe.check import CheckOptions
 
 EXTRA = (
@@ -98,10 +106,12 @@ async def test_unknown_user(check: Check) -> None:
     assert not report.finding.retryable
 
 
-async def test_mailbox_full_is_a_deferral(check: Check) -> None:
+async def test_mailbox_full_with_a_5xx_is_rejected_but_the_address_exists(check: Check) -> None:
+    # Senders bounce on 552 5.2.2; the mailbox exists and a later try may work (retryable).
     report = await check("bob@full.test")
-    assert report.verdict is Verdict.DEFERRED
-    assert report.finding.category is Category.MAILBOX_FULL
+    assert report.verdict is Verdict.REJECTED
+    assert report.finding.code == 552 and report.finding.enhanced_code == "5.2.2"
+    assert report.finding.category is Category.MAILBOX_FULL and report.finding.retryable
     assert report.address_status is AddressStatus.EXISTS
 
 
@@ -244,6 +254,12 @@ async def test_catch_all_detection(check: Check) -> None:
     # A real mailbox server rejects the made-up local part: the address is confirmed.
     real = await check("alice@good.test", catch_all=True)
     assert real.catch_all is False and real.address_status is AddressStatus.EXISTS
+    # The made-up address's 550 is the good news: an info finding, no error or warning.
+    assert [f.severity for f in real.findings if f.severity not in (
+        Severity.OK, Severity.INFO)] == []
+    note = next(f for f in real.findings if f.rule == "observe.not_catch_all")
+    assert note.severity is Severity.INFO and "counts" in note.evidence
+    assert real.finding.category is Category.SUCCESS
 
 
 async def test_null_mx_and_nxdomain_connect_to_nothing(check: Check, world: LabWorld) -> None:

@@ -47,7 +47,7 @@ CASES = [
     # address, extra args, exit code, verdict, category, address status
     ("alice@accept.test", [], 0, "accepted", "success", "exists"),
     ("nosuchuser@accept.test", [], 1, "rejected", "user_unknown", "does_not_exist"),
-    ("full@accept.test", [], 3, "deferred", "mailbox_full", "exists"),
+    ("full@accept.test", [], 1, "rejected", "mailbox_full", "exists"),
     ("disabled@accept.test", [], 1, "rejected", "mailbox_inactive", "inactive"),
     ("moved@accept.test", [], 1, "rejected", "mailbox_inactive", "inactive"),
     ("alice@fallback.test", [], 0, "accepted", "success", "exists"),
