@@ -14,7 +14,6 @@ import sys
 from smtpprobe.cli.exits import for_checks as exit_code
 from smtpprobe.core.address import parse_address
 from smtpprobe.core.knowledge import load as knowledge
-from smtpprobe.core.redact import Redactor
 from smtpprobe.net.dns import parse_resolver
 from smtpprobe.probe.check import Checker, CheckOptions, check_all
 from smtpprobe.report.json import check_dict, dumps
@@ -42,7 +41,7 @@ def main() -> None:
     checker = Checker(knowledge.load(), options)
     reports = asyncio.run(check_all(checker, addresses))
     for report in reports:
-        sys.stdout.write(dumps(check_dict(report, "en"), Redactor(), indent=None) + "\n")
+        sys.stdout.write(dumps(check_dict(report, "en"), indent=None) + "\n")
     sys.exit(exit_code(reports))
 
 

@@ -126,6 +126,8 @@ class FailureKind(StrEnum):
     TLS_OUTDATED = "tls_outdated"  # TLS 1.0/1.1 or SSL
     CATCH_ALL = "catch_all"  # a random local part was accepted too
     NOT_CATCH_ALL = "not_catch_all"  # a random local part was refused: the 250 counts
+    MX_DOWN = "mx_down"  # a mail host did not answer while another of the domain did
+    SLOW_REPLY = "slow_reply"  # a greeting or reply took seconds (tarpit, DNS trouble, load)
     OPEN_RELAY = "open_relay"  # mail for a foreign domain accepted without authentication
     RELAY_REFUSED = "relay_refused"  # the open-relay check passed
 
@@ -374,6 +376,16 @@ class CheckReport:
     elapsed_ms: float = 0.0
     mail_from: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidInput:
+    """A line of an address list (or an argument) that is not an address: reported where it
+    stands, as `invalid`, while the other addresses are checked."""
+
+    line: int | None  # 1-based line of --file; None for an argument
+    text: str
+    error: str
 
 
 # --- sweep and relay ---

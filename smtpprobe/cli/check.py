@@ -31,16 +31,26 @@ from smtpprobe.errors import UsageError
 if TYPE_CHECKING:
     from smtpprobe.core.knowledge.load import KnowledgeBase
 
-def _read_address_file(path: str) -> list[str]:
+def _read_address_file(path: str) -> str:
+    """The whole of --file (or stdin), as text; a file larger than MAX_FILE is refused, never
+    cut (a cut in mid-address would check another domain)."""
+    from smtpprobe.core.addresslist import MAX_FILE
+
     try:
-        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
-        with handle:
-            lines = handle.read(64 << 20).splitlines()
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_FILE + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_FILE + 1)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text") from None
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if len(data) > MAX_FILE:
+        raise UsageError(f"{path} is larger than {MAX_FILE >> 20} MiB: split it into parts")
+    try:
+        return data.decode("utf-8-sig")  # Excel and Notepad start UTF-8 with a BOM
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UsageError(f"{path} is not UTF-8 text (line {line}); save it as UTF-8") from None
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -53,8 +63,20 @@ def check(
     addresses: Annotated[Optional[list[str]], typer.Argument(
         help="Addresses to check, e.g. alice@example.org", show_default=False)] = None,
     file: Annotated[Optional[str], typer.Option(
-        "--file", help="Read addresses from FILE (one per line, # comments), - for stdin.",
+        "--file", help="Read addresses from FILE (one per line, 'Name <addr>' too, # "
+        "comments), - for stdin. A line that is no address is reported as invalid.",
         metavar="FILE")] = None,
+    column: Annotated[Optional[str], typer.Option(
+        "--column", help="Read --file as CSV and take the addresses from this column (a "
+        "number from 1, or the name in the header row).", metavar="N|NAME",
+        show_default=False)] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Stop with a usage error (exit 2) at the first input line that is "
+        "no address, before any traffic.")] = False,
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", help="Output: text (details for one address, a table for many), table, "
+        "csv, jsonl (one JSON object per address and line; what --json gives) or json (one "
+        "JSON array).", metavar="[text|table|csv|jsonl|json]", show_default=False)] = None,
     mail_from: Annotated[str, typer.Option(
         "--from", "--mail-from", "-f", help="Envelope sender for MAIL FROM; empty means the "
         "null sender <>.", metavar="ADDRESS")] = "",
@@ -93,25 +115,47 @@ def check(
     knowledge_dir: KnowledgeOpt = None,
 ) -> None:
     """Check whether mail servers would accept mail for addresses (stops before DATA)."""
+    from smtpprobe.cli.run_check import FORMATS
     from smtpprobe.core import address as addr
+    from smtpprobe.core import addresslist
+    from smtpprobe.models import InvalidInput
+    from smtpprobe.report.words import text
 
     language = resolve_lang(lang)
-    raw = list(addresses or [])
+    if fmt is not None and fmt.lower() not in FORMATS:
+        raise UsageError(f"--format: unknown format {fmt!r} (use {', '.join(FORMATS)})")
+    if fmt is not None and as_json and fmt.lower() != "jsonl":
+        raise UsageError("--json is --format jsonl: give one of them")
+    output_format = "jsonl" if as_json else (fmt or "text").lower()
+    if column is not None and file is None:
+        raise UsageError("--column reads --file as CSV: give --file too")
+    entries = addresslist.from_arguments(list(addresses or []))
     if file is not None:
-        raw += _read_address_file(file)
-    if not raw:
+        entries += addresslist.from_text(_read_address_file(file), column=column)
+    if not entries:
         raise UsageError("give at least one address (or --file)")
-    parsed = []
-    for item in raw:
-        one = addr.parse_address(item)
-        assert one is not None
-        parsed.append(one)
+    items = [addresslist.parse_entry(entry) for entry in entries]
+    for entry, item in zip(entries, items, strict=True):
+        where = (f"{file}:{entry.line}" if entry.line is not None
+                 else text("warn.argument", language, text=repr(entry.text)))
+        # A typo among the arguments is the user's to fix now; a file's bad line is reported
+        # where it stands and the rest is checked (unless --strict).
+        if isinstance(item, InvalidInput) and (strict or entry.line is None):
+            raise UsageError(item.error if entry.line is None else f"{where}: {item.error}")
+        if entry.removed:
+            sys.stderr.write("smtpprobe: " + text("warn.invisible", language, where=where,
+                                                  chars=", ".join(entry.removed)) + "\n")
+        if isinstance(item, InvalidInput):
+            sys.stderr.write("smtpprobe: " + text("warn.invalid", language, where=where,
+                                                  error=item.error) + "\n")
+    checked = sum(1 for item in items if not isinstance(item, InvalidInput))
     sender = addr.parse_address(mail_from, allow_empty=True)
     helo_name = parse_helo_option(helo)
     if not 0 < timeout <= 3600:
         raise UsageError("--timeout must be between 0 and 3600 seconds")
     if deadline is None:
-        deadline = 60.0 + 2.0 * (len(parsed) - 1)
+        # 60 s, and 2 s for each further address, at most the longest deadline there is.
+        deadline = min(60.0 + 2.0 * max(checked - 1, 0), 7 * 86400.0)
     if not 0 < deadline <= 7 * 86400:
         raise UsageError("--deadline must be more than 0 and at most a week (604800 s)")
     port = addr.parse_port(port)
@@ -156,9 +200,10 @@ def check(
     from smtpprobe.cli.run_check import run_checks
 
     batch = None
-    if len(parsed) > 1:
+    if checked > 1:
         from smtpprobe.probe.batch import BatchOptions
 
         batch = BatchOptions(per_mx=per_mx, rate=rate, concurrency=concurrency)
-    raise typer.Exit(run_checks(kb_source, options, parsed, lang=language, as_json=as_json,
-                                verbose=verbose, batch=batch))
+    raise typer.Exit(run_checks(kb_source, options, items, lang=language, fmt=output_format,
+                                verbose=verbose, lines=[e.line for e in entries],
+                                batch=batch))

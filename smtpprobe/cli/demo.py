@@ -73,13 +73,12 @@ def demo(
     except OSError as exc:
         raise UsageError(f"cannot start the lab servers on 127.0.0.21-29 ({exc.strerror or exc}); "
                          f"the demo needs Linux, where any 127.x address works") from None
-    from smtpprobe.core.redact import Redactor
 
     if as_json:
         from smtpprobe.report.json import check_dict, dumps
 
         for _, report in results:
-            sys.stdout.write(dumps(check_dict(report, language), Redactor(), indent=None) + "\n")
+            sys.stdout.write(dumps(check_dict(report, language), indent=None) + "\n")
         return
     from rich.rule import Rule
 
@@ -93,7 +92,7 @@ def demo(
               "verlässt diesen Rechner.")
     for what, report in results:
         out.print(Rule(f"smtpprobe check {report.address}  ({what})", align="left"))
-        out.print(check_view(report, language, Redactor(), verbose=verbose))
+        out.print(check_view(report, language, verbose=verbose))
     out.print(Rule())
     summary = ", ".join(f"{r.address}: {r.verdict.value}" for _, r in results)
     out.print(summary, style="dim")

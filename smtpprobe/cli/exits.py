@@ -17,7 +17,8 @@ OK = 0
 FAILED = 1
 USAGE = 2
 TEMPORARY = 3
-INTERRUPTED = 130
+INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+TERMINATED = 143  # SIGTERM (128 + 15)
 
 # Verdict and RelayVerdict values -> exit code.
 _BY_VERDICT = {
@@ -55,9 +56,9 @@ def for_sweep(report: SweepReport) -> int:
 
 # The exit codes as each command's help shows them (one place, like the codes themselves).
 HELP = {
-    "check": f"Exit codes: {OK} every address accepted, {FAILED} an address rejected, {USAGE} "
-             f"usage error, {TEMPORARY} deferred or unreachable (and none rejected), "
-             f"{INTERRUPTED} interrupted.",
+    "check": f"Exit codes: {OK} every address accepted, {FAILED} an address rejected or an "
+             f"input line invalid, {USAGE} usage error, {TEMPORARY} deferred or unreachable "
+             f"(and none rejected), {INTERRUPTED} interrupted, {TERMINATED} terminated.",
     "sweep": f"Exit codes: {OK} working settings found, {FAILED} none, {USAGE} usage error, "
              f"{TEMPORARY} none for now (the cause may pass), {INTERRUPTED} interrupted.",
     "relay": f"Exit codes: {OK} every check passed, {FAILED} a check failed, {USAGE} usage "

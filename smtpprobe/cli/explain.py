@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Optional
 
 import typer
 
@@ -20,6 +21,7 @@ from smtpprobe.cli.options import (
 from smtpprobe.errors import UsageError
 
 if TYPE_CHECKING:
+    from smtpprobe.core.classify import Explained
     from smtpprobe.core.knowledge.load import KnowledgeBase
     from smtpprobe.models import Stage
 
@@ -36,51 +38,164 @@ def _text(value: str) -> str:
     return _UNPRINTABLE.sub("\ufffd", value)
 
 
-def _explain_one(kb: KnowledgeBase, reply_text: str, stage: Stage | None,
-                 lang: str) -> tuple[Any, Any]:
-    from smtpprobe.core.classify import explain as explain_reply
+# Budgets: a single reply or bounce (argument or stdin) is cut after INPUT_MAX characters, with
+# a note (the reply of a bounce is near its top, and extraction looks no further); each line of
+# --batch may hold LINE_MAX bytes, and a longer one is skipped, read in chunks of _CHUNK so
+# that it is never held in memory.
+INPUT_MAX = 1 << 20  # = core.replies.BOUNCE_MAX
+LINE_MAX = 1 << 20
+_CHUNK = 1 << 16
+_LIMIT = "1 MiB"
+
+
+def _note(key: str, lang: str, **values: object) -> None:
+    from smtpprobe.report.words import text
+
+    sys.stderr.write(f"smtpprobe: {text(key, lang, **values)}\n")
+
+
+def _read_input(reply: str | None, lang: str) -> str:
+    """The reply or bounce to explain: the argument, else stdin (read as bytes, so that no
+    encoding setting of the terminal can make it fail), at most INPUT_MAX of it."""
+    if reply is None:
+        if sys.stdin.isatty():
+            _note("explain.paste", lang)
+        binary = getattr(sys.stdin, "buffer", None)
+        try:
+            if binary is not None:
+                data = binary.read(INPUT_MAX + 1)
+                reply = data.decode("utf-8", errors="replace")
+                cut = len(data) > INPUT_MAX
+                if cut:
+                    reply = data[:INPUT_MAX].decode("utf-8", errors="replace")
+            else:  # a stream without bytes underneath (a test's StringIO)
+                reply = sys.stdin.read(INPUT_MAX + 1)
+                cut = len(reply) > INPUT_MAX
+        except OSError as exc:
+            raise UsageError(f"cannot read stdin: {exc.strerror or exc}") from None
+    else:
+        cut = len(reply) > INPUT_MAX
+    if cut:
+        _note("explain.cut", lang, limit=_LIMIT)
+        reply = reply[:INPUT_MAX]
+    return reply
+
+
+def _explain_one(kb: KnowledgeBase, reply_text: str, stage: Stage | None) -> Explained:
+    from smtpprobe.core.classify import explain_pasted
 
     if not reply_text.strip():
         raise UsageError("the reply is empty")
-    return explain_reply(kb, _text(reply_text), stage)
+    return explain_pasted(kb, _text(reply_text), stage)
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes | None]:
+    """The lines of a --batch source without their line ends, None for each one longer than
+    LINE_MAX bytes: of such a line only LINE_MAX + 2 bytes are read at once (room for CR LF),
+    the rest is skipped chunk by chunk."""
+    while True:
+        line = stream.readline(LINE_MAX + 2)
+        if not line:
+            return
+        ended = line.endswith(b"\n")
+        body = line[:-1] if ended else line
+        body = body[:-1] if body.endswith(b"\r") else body
+        if len(body) <= LINE_MAX:
+            yield body
+            continue
+        if not ended:
+            while True:
+                rest = stream.readline(_CHUNK)
+                if not rest or rest.endswith(b"\n"):
+                    break
+        yield None
+
+
+class _BadLine(Exception):
+    """A --batch line that cannot be explained; the message is its error line's text."""
+
+
+def _item(kb: KnowledgeBase, raw: bytes | None, lang: str) -> Explained | None:
+    """One --batch line explained; None for a blank line. Raises _BadLine."""
+    import json
+
+    from smtpprobe.core.classify import explain_pasted
+    from smtpprobe.report.words import text
+
+    if raw is None:
+        raise _BadLine(text("batch.too_long", lang, limit=_LIMIT))
+    line = raw.decode("utf-8", errors="replace").strip()
+    if not line:
+        return None
+    try:
+        item = json.loads(line)
+    except RecursionError:  # "[[[[..." deeper than the parser's stack
+        raise _BadLine(text("batch.too_deep", lang)) from None
+    except json.JSONDecodeError as exc:
+        raise _BadLine(text("batch.not_json", lang, detail=str(exc).split("\n")[0],
+                            column=exc.colno)) from None
+    except ValueError as exc:  # a number of more digits than int() takes, ...
+        raise _BadLine(text("batch.not_json", lang, detail=str(exc).split("\n")[0],
+                            column=1)) from None
+    if not isinstance(item, dict) or not isinstance(item.get("reply"), str):
+        raise _BadLine(text("batch.not_object", lang))
+    if not item["reply"].strip():
+        raise _BadLine(text("batch.empty", lang))
+    stage_name = item.get("stage") if isinstance(item.get("stage"), str) else None
+    try:
+        stage = parse_stage(stage_name)
+    except UsageError:
+        from smtpprobe.models import Stage
+
+        names = ", ".join(s.value for s in Stage)
+        raise _BadLine(text("batch.stage", lang, stage=repr(stage_name), names=names)) from None
+    return explain_pasted(kb, _text(item["reply"]), stage)
 
 
 def _batch(kb: KnowledgeBase, source: str, lang: str) -> int:
+    import io
     import json
 
-    from smtpprobe.core.classify import explain as explain_reply
-    from smtpprobe.core.redact import Redactor
-    from smtpprobe.report.json import dumps, explain_dict
+    from smtpprobe.report.json import dumps
 
+    stream: BinaryIO
     try:
-        stream = sys.stdin if source == "-" else open(source, encoding="utf-8", errors="replace")
+        if source != "-":
+            stream = open(source, "rb")
+        elif hasattr(sys.stdin, "buffer"):
+            stream = sys.stdin.buffer
+        else:  # a stream without bytes underneath (a test's StringIO)
+            stream = io.BytesIO(sys.stdin.read().encode("utf-8", errors="replace"))
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
     bad = 0
     out = sys.stdout
-    nothing = Redactor()  # explain knows no secret; the output still goes the one way
     with stream:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                if not isinstance(item, dict) or not isinstance(item.get("reply"), str):
-                    raise ValueError('each line must be an object with a "reply" string')
-                if not item["reply"].strip():
-                    raise ValueError("the reply is empty")
-                stage = parse_stage(item.get("stage") if isinstance(item.get("stage"), str)
-                                    else None)
-            except (ValueError, UsageError) as exc:
-                bad += 1
-                out.write(json.dumps({"line": number, "error": str(exc).split("\n")[0]}) + "\n")
-                continue
-            finding, reply = explain_reply(kb, _text(item["reply"]), stage)
-            out.write(dumps(explain_dict(finding, reply, lang), nothing, indent=None) + "\n")
+        try:
+            for number, raw in enumerate(_lines(stream), 1):
+                try:
+                    explained = _item(kb, raw, lang)
+                except _BadLine as exc:
+                    bad += 1
+                    out.write(json.dumps({"line": number, "error": str(exc)},
+                                         ensure_ascii=False) + "\n")
+                    continue
+                if explained is not None:
+                    out.write(dumps(_explain_doc(explained, lang), indent=None) + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
     if bad:
         sys.stderr.write(f"smtpprobe: error: {bad} line(s) of {source} could not be read\n")
         return exits.USAGE
     return 0
+
+
+def _explain_doc(explained: Explained, lang: str) -> dict[str, Any]:
+    from smtpprobe.report.json import explain_dict
+
+    return explain_dict(explained.finding, explained.reply, lang,
+                        recipient=explained.recipient,
+                        reporting_host=explained.reporting_host)
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -107,21 +222,16 @@ def explain(
     kb = load_kb(knowledge_dir)
     if batch is not None:
         raise typer.Exit(_batch(kb, batch, language))
-    if reply is None:
-        if sys.stdin.isatty():
-            sys.stderr.write("Paste the reply or bounce, then Ctrl-D:\n")
-        reply = sys.stdin.read(1 << 20)
-    finding, parsed = _explain_one(kb, reply, the_stage, language)
-    from smtpprobe.core.redact import Redactor
+    explained = _explain_one(kb, _read_input(reply, language), the_stage)
 
     if as_json:
-        from smtpprobe.report.json import dumps, explain_dict
+        from smtpprobe.report.json import dumps
 
-        sys.stdout.write(dumps(explain_dict(finding, parsed, language), Redactor()) + "\n")
+        sys.stdout.write(dumps(_explain_doc(explained, language)) + "\n")
         return
     from smtpprobe.report.text import console
     from smtpprobe.report.text_explain import explain_view
 
-    console().print(explain_view(finding, parsed, language, Redactor()))
-
-
+    console().print(explain_view(explained.finding, explained.reply, language,
+                                 recipient=explained.recipient,
+                                 reporting_host=explained.reporting_host))

@@ -173,7 +173,7 @@ def relay(
         from smtpprobe.report.junit import relay_junit
 
         try:
-            junit_path.write_text(relay_junit(report, language, redact), encoding="utf-8")
+            junit_path.write_text(relay_junit(report, language), encoding="utf-8")
         except OSError as exc:
             sys.stderr.write(f"smtpprobe: error: --junit {junit_path}: "
                              f"{exc.strerror or exc}\n")
@@ -181,9 +181,9 @@ def relay(
     if as_json:
         from smtpprobe.report.json import dumps, relay_dict
 
-        sys.stdout.write(dumps(relay_dict(report, language), redact) + "\n")
+        sys.stdout.write(dumps(relay_dict(report, language)) + "\n")
     else:
         from smtpprobe.report.text_relay import relay_view
 
-        wide_console().print(relay_view(report, language, redact, verbose=verbose))
+        wide_console().print(relay_view(report, language, verbose=verbose))
     raise typer.Exit(exits.for_relay(report))

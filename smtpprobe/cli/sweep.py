@@ -153,9 +153,9 @@ def sweep(
     if as_json:
         from smtpprobe.report.json import dumps, sweep_dict
 
-        sys.stdout.write(dumps(sweep_dict(report, language), redact) + "\n")
+        sys.stdout.write(dumps(sweep_dict(report, language)) + "\n")
     else:
         from smtpprobe.report.text_sweep import sweep_view
 
-        wide_console().print(sweep_view(report, language, redact, verbose=verbose))
+        wide_console().print(sweep_view(report, language, verbose=verbose))
     raise typer.Exit(exits.for_sweep(report))

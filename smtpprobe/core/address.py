@@ -31,6 +31,53 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+# Characters that take no room on screen: Unicode format characters (category Cf: zero-width
+# space and joiners, word joiner, byte-order mark, soft hyphen, left/right marks ...) and the
+# other invisible ones users paste from spreadsheets and web pages. The bidirectional
+# overrides among them are refused, not removed (_CONTROL): they make text look like
+# something else.
+_STRIPPABLE_EXTRA = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e"
+                              "\u3164\uffa0\ufe00\ufe01\ufe02\ufe03\ufe04\ufe05\ufe06\ufe07"
+                              "\ufe08\ufe09\ufe0a\ufe0b\ufe0c\ufe0d\ufe0e\ufe0f")
+
+
+def _invisible(ch: str) -> bool:
+    import unicodedata
+
+    return (unicodedata.category(ch) == "Cf" or ch in _STRIPPABLE_EXTRA) and \
+        not _CONTROL.match(ch)
+
+
+def strip_invisible(text: str) -> tuple[str, tuple[str, ...]]:
+    """`text` without invisible characters, and the names of those removed ("U+200B ZERO
+    WIDTH SPACE"), for a warning. A byte-order mark at the start of a file is one of them."""
+    if text.isascii():
+        return text, ()
+    import unicodedata
+
+    removed: list[str] = []
+    kept: list[str] = []
+    for ch in text:
+        if _invisible(ch):
+            name = f"U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')}"
+            if name not in removed:
+                removed.append(name)
+        else:
+            kept.append(ch)
+    return "".join(kept), tuple(removed)
+
+
+def address_part(text: str) -> str:
+    """The address of a line as people paste it: `Name <addr>`, `"Name" <addr>`, `<addr>` or
+    the address alone."""
+    stripped = text.strip()
+    if stripped.endswith(">") and "<" in stripped:
+        inner = stripped[stripped.rfind("<") + 1:-1]
+        if "@" in inner or not inner.strip():
+            return inner.strip()
+    return stripped
+
+
 @dataclass(frozen=True, slots=True)
 class Address:
     local: str  # as typed (a quoted local part keeps its quotes)
@@ -150,6 +197,16 @@ def _check_local(local: str, whole: str) -> None:
                              f"needs quoting in its local part")
 
 
+def check_text(text: str) -> None:
+    """UsageError when `text` holds what must never reach the wire or the screen: bytes that
+    were not UTF-8, control characters, bidirectional overrides."""
+    if _SURROGATE.search(text):
+        raise UsageError(f"address {_shown(text)} contains bytes that are not UTF-8")
+    if _CONTROL.search(text):
+        raise UsageError(f"address {_shown(text)} contains a control character (CR, LF, NUL "
+                         f"or similar)")
+
+
 def parse_address(text: str, *, allow_empty: bool = False) -> Address | None:
     """Validate a mail address as a user typed it. `allow_empty` accepts "" and "<>" (the null
     reverse-path of RFC 5321 4.5.5) and returns None for it."""
@@ -160,6 +217,10 @@ def parse_address(text: str, *, allow_empty: bool = False) -> Address | None:
     if _CONTROL.search(text):
         raise UsageError(f"address {_shown(text)} contains a control character (CR, LF, NUL "
                          f"or similar)")
+    hidden = next((ch for ch in text if not ch.isascii() and _invisible(ch)), None)
+    if hidden is not None:
+        raise UsageError(f"address {_shown(text)} contains an invisible character "
+                         f"(U+{ord(hidden):04X}): it would go into RCPT and change the address")
     stripped = text.strip()
     if stripped.startswith("<") and stripped.endswith(">"):
         stripped = stripped[1:-1].strip()

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from smtpprobe.core.redact import Redactor
 from smtpprobe.core.replies import extract_reply, parse_reply
 from smtpprobe.core.tlsproblems import tls_problems
+from smtpprobe.core.wire import shorten
 from smtpprobe.models import Failure, FailureKind, Finding, Reply, Severity, Stage, Step, TlsInfo
 
 if TYPE_CHECKING:
@@ -27,7 +27,9 @@ FAILURE_WEIGHT = 1000
 CODE_WEIGHT = 10
 CLASS_WEIGHT = 2
 STAGE_WEIGHT = 5
-EVIDENCE_MAX = 300
+# What the server said is the evidence; only a reply longer than this (a page of text) is
+# shortened, with a mark. A typical reply, the decisive one included, is kept whole.
+EVIDENCE_MAX = 2000
 
 _SEVERITY_OF_CLASS = {2: Severity.OK, 3: Severity.INFO, 4: Severity.WARNING, 5: Severity.ERROR}
 
@@ -140,7 +142,7 @@ def rank_failure(kb: KnowledgeBase, stage: Stage | None, failure: Failure) -> li
 def _evidence(text: str) -> str:
     text = " | ".join(line.strip() for line in text.splitlines() if line.strip())
     text = "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
-    return text if len(text) <= EVIDENCE_MAX else text[: EVIDENCE_MAX - 1] + "\u2026"
+    return shorten(text, EVIDENCE_MAX)
 
 
 def classify_reply(kb: KnowledgeBase, stage: Stage | None, reply: Reply) -> Finding:
@@ -178,14 +180,32 @@ def classify_text(kb: KnowledgeBase, stage: Stage | None, text: str) -> Finding:
     return classify_reply(kb, stage, parse_reply(text))
 
 
-def explain(kb: KnowledgeBase, text: str, stage: Stage | None = None) -> tuple[Finding, Reply]:
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """What `explain_pasted` found: the finding, the decisive reply (its evidence, not the
+    whole bounce), and the recipient and reporting host when the bounce names them."""
+
+    finding: Finding
+    reply: Reply
+    recipient: str | None = None
+    reporting_host: str | None = None
+
+
+def explain_pasted(kb: KnowledgeBase, text: str, stage: Stage | None = None) -> Explained:
     """Classify whatever a user pasted: a reply, or a bounce that quotes one.
 
     A stage given by the user wins over one the bounce names ("in reply to RCPT TO command").
     """
     extracted = extract_reply(text)
     reply = parse_reply(extracted.reply_text)
-    return classify_reply(kb, stage or extracted.stage, reply), reply
+    finding = classify_reply(kb, stage or extracted.stage, reply)
+    return Explained(finding, reply, extracted.recipient, extracted.reporting_host)
+
+
+def explain(kb: KnowledgeBase, text: str, stage: Stage | None = None) -> tuple[Finding, Reply]:
+    """`explain_pasted` without what the bounce says besides the reply."""
+    explained = explain_pasted(kb, text, stage)
+    return explained.finding, explained.reply
 
 
 # Distinct (stage, reply, failure) triples remembered by one Classifier.
@@ -194,15 +214,14 @@ _MEMO_MAX = 50_000
 
 @dataclass(slots=True)
 class Classifier:
-    """Classification as check, sweep and relay use it: one knowledge base, one redactor.
+    """Classification as check, sweep and relay use it: one knowledge base, one memo.
 
-    Steps come from the session already scrubbed; our own observations are scrubbed here,
-    since their detail may quote a server. The same reply classifies to the same finding, so
-    a batch of a thousand "250 2.1.5 Ok" costs one classification.
+    Steps come from the session with secrets already masked where they can occur; our own
+    observations quote only those steps. The same reply classifies to the same finding, so a
+    batch of a thousand "250 2.1.5 Ok" costs one classification.
     """
 
     kb: KnowledgeBase
-    redactor: Redactor = field(default_factory=Redactor)
     _memo: dict[tuple[Stage, Reply | None, Failure | None], Finding] = field(
         default_factory=dict)
 
@@ -227,7 +246,7 @@ class Classifier:
 
     def observe(self, stage: Stage, kind: FailureKind, detail: str) -> Finding:
         """A fact we found on the way (no STARTTLS, a catch-all, an open relay)."""
-        return classify_failure(self.kb, stage, Failure(kind, self.redactor(detail)))
+        return classify_failure(self.kb, stage, Failure(kind, detail))
 
     def tls(self, tls: TlsInfo | None, name: str) -> list[Finding]:
         """What is wrong with a TLS connection that worked."""

@@ -79,6 +79,7 @@ class Summary:
     steps: tuple[Step, ...]  # classified
     observations: tuple[Finding, ...] = ()  # facts found on the way, classified
     definitive: bool = False
+    where: str = ""  # the host and address, for findings about the conversation as a whole
 
     @classmethod
     def of(cls, steps: Sequence[Step], observations: Sequence[Finding] = ()) -> Summary:
@@ -100,8 +101,17 @@ def decide(classify: Classifier, address: Address, mx: MxResult, convs: Sequence
     findings: list[Finding] = [classify.failure(Stage.DNS, w) for w in mx.warnings]
     findings += [classify.failure(Stage.DNS, h.failure) for h in mx.hosts
                  if h.failure is not None]
+    answered = next((c for c in convs if c.definitive), None)
     for conv in convs:
         findings.extend(conv.observations)
+        if answered is not None and conv is not answered and _never_reached(conv):
+            # Another host of the domain answered in this run: this one is down, not our
+            # network (a "port 25 blocked" remedy would contradict what was just seen).
+            failure = next(s.failure for s in conv.steps if s.failure is not None)
+            findings.append(classify.observe(
+                Stage.CONNECT, FailureKind.MX_DOWN,
+                f"{conv.where or 'a mail host'}: {failure.detail}; {answered.where} answered"))
+            continue
         transaction = Transaction.of(conv.steps)
         # The catch-all probe (a made-up address) is expected to be refused: its 5yz is the
         # good news, not a problem of the address (it becomes an info finding below).
@@ -201,6 +211,32 @@ def decide(classify: Classifier, address: Address, mx: MxResult, convs: Sequence
     if decisive not in findings and decisive.severity not in (Severity.OK, Severity.INFO):
         findings.insert(0, decisive)
     return Decision(verdict, decisive, status, tuple(unique_findings(findings)), catch_all)
+
+
+def _never_reached(conv: Summary) -> bool:
+    """The conversation ended at the connection: refused, timed out, unreachable."""
+    return bool(conv.steps) and conv.steps[0].stage is Stage.CONNECT and \
+        conv.steps[0].failure is not None and conv.steps[0].failure.kind in _UNREACHED
+
+
+_UNREACHED = frozenset({FailureKind.REFUSED, FailureKind.TIMEOUT, FailureKind.UNREACHABLE})
+SLOW_MS = 3000.0  # a greeting or reply slower than this is worth a word
+
+
+def slow_steps(steps: Sequence[Step], name: str) -> list[tuple[Stage, FailureKind, str]]:
+    """Observations for replies that took more than SLOW_MS (an 8 s greeting passes every
+    check, and is still worth knowing)."""
+    out: list[tuple[Stage, FailureKind, str]] = []
+    for step in steps:
+        # Transaction replies are left out: in a pipelined group (a batch's hundred RCPTs)
+        # their times run from the group's one write, and say nothing about one command.
+        if step.stage not in (Stage.CONNECT, Stage.EHLO, Stage.STARTTLS, Stage.AUTH):
+            continue
+        if step.reply is not None and step.elapsed_ms > SLOW_MS:
+            what = "greeting" if step.stage is Stage.CONNECT else f"reply to {step.stage.upper()}"
+            out.append((step.stage, FailureKind.SLOW_REPLY,
+                        f"{name}: the {what} took {step.elapsed_ms / 1000:.1f} s"))
+    return out
 
 
 def relay_verdict(checks: Sequence[RelayCheck]) -> RelayVerdict:

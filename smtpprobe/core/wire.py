@@ -40,6 +40,19 @@ def safe(text: str) -> str:
     return text
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters: cut at a word boundary when one is near (never
+    in the middle of a URL or a word if avoidable), and marked with "…" when cut."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    if not text[limit - 1].isspace():
+        space = head.rfind(" ")
+        if space > 0:  # the cut would split a word or a URL: end before it
+            head = head[:space]
+    return head.rstrip(" ,;:") + "\u2026"
+
+
 def clean(raw: bytes | str) -> str:
     """Server text as printable Unicode, harmless on a terminal.
 

@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING
 from smtpprobe.core import wire
 from smtpprobe.core.redact import Redactor
 from smtpprobe.core.replies import parse_ehlo
-from smtpprobe.core.wire import MAX_LINE, MAX_REPLY, Command, RawReply, clean, to_reply
+from smtpprobe.core.wire import (
+    MAX_LINE,
+    MAX_REPLY,
+    Command,
+    RawReply,
+    clean,
+    shorten,
+    to_reply,
+)
 from smtpprobe.errors import UnsafeCommand
 from smtpprobe.models import Capabilities, Failure, FailureKind, Reply, Stage, Step, TlsInfo
 
@@ -63,7 +71,7 @@ class Endpoint:
 
 def _detail(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:240]
+    return shorten(text, 240)
 
 
 def _os_failure(exc: OSError, *, what: str) -> Failure:
@@ -289,7 +297,11 @@ class Session:
         return self.tls is not None
 
     def scrub(self, text: str) -> str:
-        """`text` with every form of every secret this session knows masked."""
+        """`text` with every form of every secret masked, from the moment this session sent
+        one (AUTH): before that the server cannot echo it, and masking its text in a banner
+        or a host name would only tell it (core/redact.py)."""
+        if not self._secrets:
+            return text
         text = self.redact(text)
         for secrets in self._secrets:
             text = secrets(text)

@@ -22,7 +22,7 @@ from smtpprobe.core.address import Address
 from smtpprobe.core.classify import Classifier
 from smtpprobe.core.redact import Redactor
 from smtpprobe.core.tlsproblems import tls_problems
-from smtpprobe.core.verdict import Summary, Transaction, decide
+from smtpprobe.core.verdict import Summary, Transaction, decide, slow_steps
 from smtpprobe.core.wire import Command
 from smtpprobe.models import (
     Capabilities,
@@ -196,7 +196,7 @@ class Checker:
         if self._kb is None:
             raise RuntimeError("the knowledge base is still loading: await knowledge() first")
         if self._classifier is None:
-            self._classifier = Classifier(self._kb, self.redactor)
+            self._classifier = Classifier(self._kb)
         return self._classifier
 
     def _start_loading(self) -> None:
@@ -319,8 +319,10 @@ class Checker:
         # The one classification pass: every step and observation gets its finding here.
         classify = self.classifier
         summaries = [Summary(tuple(classify.steps(c.steps)),
-                             tuple(classify.observe(*fact) for fact in c.observations),
-                             c.definitive) for c in convs]
+                             tuple(classify.observe(*fact) for fact in
+                                   [*c.observations, *slow_steps(c.steps, c.host.name)]),
+                             c.definitive, where=f"{c.host.name} [{c.address}]")
+                     for c in convs]
         decision = decide(classify, address, mx, summaries,
                           catch_all_asked=self.options.catch_all)
         return CheckReport(

@@ -181,7 +181,7 @@ class Relay:
         self.credentials = credentials
         self.trust = trust
         self.redactor = redactor
-        self.classifier = Classifier(kb, redactor)
+        self.classifier = Classifier(kb)
         self.mode, self.tls_required = port_mode(options.port, options.tls)
 
     async def run(self) -> RelayReport:

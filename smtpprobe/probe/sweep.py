@@ -118,7 +118,7 @@ class Sweeper:
         self.credentials = credentials
         self.trust = trust
         self.redactor = redactor
-        self.classifier = Classifier(kb, redactor)
+        self.classifier = Classifier(kb)
         # One login at a time across the ports; after a refused password, no other port gets
         # it (each failed login brings an account lock-out closer).
         self._login_turn: asyncio.Lock | None = None

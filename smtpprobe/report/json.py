@@ -2,8 +2,7 @@
 (versioned: check and explain in docs/json.md, sweep in docs/sweep.md, relay in docs/relay.md),
 and `dumps`, the only way out for them.
 
-Pure: no rich, no I/O (the JSON path must not pay for rich's import). `dumps` takes the
-redactor and scrubs the whole dict (report/redaction.py), so no field can forget it.
+Pure: no rich, no I/O (the JSON path must not pay for rich's import).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import datetime as dt
 import json
 from typing import Any
 
-from smtpprobe.core.redact import Redactor
 from smtpprobe.models import (
     AuthOutcome,
     Capabilities,
@@ -30,7 +28,6 @@ from smtpprobe.models import (
     SweepReport,
     TlsInfo,
 )
-from smtpprobe.report.redaction import scrub
 from smtpprobe.report.words import note_text, reason_text
 
 CHECK_SCHEMA = "smtpprobe.check/1"
@@ -131,10 +128,15 @@ def check_dict(report: CheckReport, lang: str) -> dict[str, Any]:
     }
 
 
-def explain_dict(finding: Finding, reply: Reply, lang: str) -> dict[str, Any]:
+def explain_dict(finding: Finding, reply: Reply, lang: str, *, recipient: str | None = None,
+                 reporting_host: str | None = None) -> dict[str, Any]:
+    """explain's document: the finding, the decisive reply, and from a pasted bounce the
+    address that bounced and the server that wrote the bounce (null when it names none)."""
     data = finding_dict(finding, lang)
     data["schema"] = EXPLAIN_SCHEMA
     data["reply"] = reply_dict(reply)
+    data["recipient"] = recipient
+    data["reporting_host"] = reporting_host
     return data
 
 
@@ -250,9 +252,10 @@ def stamped(data: dict[str, Any], *, now: dt.datetime | None = None) -> dict[str
     return out
 
 
-def dumps(data: Any, redactor: Redactor, *, indent: int | None = 2) -> str:
-    """The one way JSON leaves the program: a document stamped (`stamped`) and scrubbed of
-    secrets, then serialised."""
+def dumps(data: Any, *, indent: int | None = 2) -> str:
+    """The one way JSON leaves the program: a document stamped (`stamped`), then serialised.
+    Secrets were masked where they can occur, in what the server said after our AUTH
+    (net/session.py, core/redact.py)."""
     if isinstance(data, dict) and "schema" in data:
         data = stamped(data)
-    return json.dumps(scrub(data, redactor), ensure_ascii=False, indent=indent)
+    return json.dumps(data, ensure_ascii=False, indent=indent)

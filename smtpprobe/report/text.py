@@ -1,7 +1,7 @@
 """Text output with rich, the parts every command's view shares: a finding as a panel or a
 line, the transcript, the console. The views themselves are text_check.py, text_sweep.py,
-text_relay.py and text_explain.py; each scrubs its report of secrets on entry
-(report/redaction.py), so the helpers here get clean values and never see the redactor.
+text_relay.py and text_explain.py. Secrets are not this layer's business: they were masked
+where they can occur, in what a server said after our AUTH (net/session.py, core/redact.py).
 
 Server text is always escaped where rich would read markup (a reply containing "[bold]" must
 not restyle the terminal), or put into a Text, which reads none.

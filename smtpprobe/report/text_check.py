@@ -3,13 +3,23 @@ and the decisive finding; with -v the transcripts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from smtpprobe.core.redact import Redactor
-from smtpprobe.models import AddressStatus, CheckReport, HostReport, MxHost, Severity, Step, TlsInfo
-from smtpprobe.report.redaction import scrub
+from smtpprobe.core.wire import shorten
+from smtpprobe.models import (
+    AddressStatus,
+    CheckReport,
+    HostReport,
+    InvalidInput,
+    MxHost,
+    Severity,
+    Step,
+    TlsInfo,
+)
 from smtpprobe.report.text import (
     SEVERITY_MARK,
     SEVERITY_STYLE,
@@ -37,7 +47,7 @@ def _step_line(step: Step, lang: str) -> list[RenderableType]:
             said = said[len(step.reply.enhanced):].strip()
     ms = f"{step.elapsed_ms:.1f} ms" if step.reply or step.failure else ""
     return [Text(mark, style=style), Text(str(step.stage)), Text(code, style=style),
-            Text(ms, style="dim"), Text(said[:110], style="dim" if severity is
+            Text(ms, style="dim"), Text(shorten(said, 110), style="dim" if severity is
                                        Severity.OK else style)]
 
 
@@ -73,10 +83,9 @@ def host_block(host: HostReport, lang: str) -> RenderableType:
     return Group(title, table, tls)
 
 
-def check_view(report: CheckReport, lang: str, redactor: Redactor, *,
+def check_view(report: CheckReport, lang: str, *,
                verbose: bool = False) -> RenderableType:
     """One address: its mail hosts, each conversation, the verdict and the decisive finding."""
-    report = scrub(report, redactor)
     parts: list[RenderableType] = [Text(report.address, style="bold underline")]
     mx = Text(f"{t('mx', lang)}: ")
     if report.mx.hosts:
@@ -112,3 +121,28 @@ def check_view(report: CheckReport, lang: str, redactor: Redactor, *,
             parts.append(Text(f"     {finding.remedy.get(lang)}"))
     parts.append(Text(t("elapsed", lang, ms=f"{report.elapsed_ms:.0f}"), style="dim"))
     return Group(*parts)
+
+
+def list_table(results: Sequence[CheckReport | InvalidInput | str],
+               lines: Sequence[int | None], lang: str) -> Table:
+    """Many addresses, one row each: address, verdict, code, category, the mail host that
+    answered (an input line that is no address shows its line number and why)."""
+    from smtpprobe.report.checklist import row
+
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for key in ("list.address", "list.verdict", "list.code", "list.category", "list.mx_host"):
+        table.add_column(t(key, lang), overflow="fold")
+    styles = {"accepted": "green", "rejected": "red", "deferred": "yellow",
+              "unreachable": "yellow", "invalid": "magenta", "interrupted": "dim"}
+    for result, line in zip(results, lines, strict=True):
+        values = row(result, line)
+        verdict = values["verdict"]
+        code = " ".join(v for v in (values["code"], values["enhanced_code"]) if v)
+        detail = values["category"]
+        if verdict == "invalid":
+            where = t("list.line", lang, line=line) if line else ""
+            detail = f"{where}: {values['detail']}" if where else values["detail"]
+        table.add_row(Text(values["address"]), Text(t(f"list.{verdict}", lang),
+                                                    style=styles.get(verdict, "")),
+                      Text(code), Text(detail), Text(values["mx_host"]))
+    return table

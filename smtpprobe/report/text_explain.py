@@ -1,18 +1,30 @@
 """Text output of `explain` with rich: the finding's panel (report/text.py draws it, because
 check and relay show the same panel for their decisive findings) with the pasted reply as the
-server's words. Its own module so that every command's view is the one place where its report
-is scrubbed of secrets, and `explain` loads nothing of the other commands' views."""
+server's words, and above it what a pasted bounce says besides: the address that bounced and
+the server that wrote the bounce. Its own module so that `explain` loads nothing of the other
+commands' views."""
 
 from __future__ import annotations
 
-from rich.panel import Panel
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
 
-from smtpprobe.core.redact import Redactor
 from smtpprobe.models import Finding, Reply
-from smtpprobe.report.redaction import scrub
 from smtpprobe.report.text import finding_panel
+from smtpprobe.report.words import text as t
 
 
-def explain_view(finding: Finding, reply: Reply, lang: str, redactor: Redactor) -> Panel:
-    finding, reply = scrub((finding, reply), redactor)
-    return finding_panel(finding, lang, reply=reply)
+def explain_view(finding: Finding, reply: Reply, lang: str, *, recipient: str | None = None,
+                 reporting_host: str | None = None) -> RenderableType:
+    panel = finding_panel(finding, lang, reply=reply)
+    if not recipient and not reporting_host:
+        return panel
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column()
+    if recipient:
+        facts.add_row(t("explain.recipient", lang), Text(recipient))
+    if reporting_host:
+        facts.add_row(t("explain.reporting_host", lang), Text(reporting_host))
+    return Group(facts, panel)

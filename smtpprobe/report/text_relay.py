@@ -7,9 +7,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from smtpprobe.core.redact import Redactor
+from smtpprobe.core.wire import shorten
 from smtpprobe.models import CheckStatus, HostReport, RelayCheck, RelayReport, RelayVerdict, Step
-from smtpprobe.report.redaction import scrub
 from smtpprobe.report.text import SEVERITY_STYLE, finding_panel, finding_title, transcript
 from smtpprobe.report.words import note_text
 from smtpprobe.report.words import text as t
@@ -52,7 +51,7 @@ def _check_detail(check: RelayCheck, lang: str) -> Text:
     if step is not None and step.reply is not None and step.reply.code is not None:
         said = f"{step.reply.code} {said}"
     if said:
-        out.append("  " + said[:140], style="dim")
+        out.append("  " + shorten(said, 140), style="dim")
     return out
 
 
@@ -60,10 +59,9 @@ def _all_steps(report: RelayReport) -> tuple[Step, ...]:
     return tuple(s for c in report.checks for s in c.steps)
 
 
-def relay_view(report: RelayReport, lang: str, redactor: Redactor, *,
+def relay_view(report: RelayReport, lang: str, *,
                verbose: bool = False) -> RenderableType:
     """One line per check, with -v the transcript, the verdict and a panel per failure."""
-    report = scrub(report, redactor)
     where = f"[{report.address}]" if ":" in report.address else report.address
     server = f"{report.host}:{report.port}"
     head = Text(t("relay.title", lang, server=server), style="bold underline")

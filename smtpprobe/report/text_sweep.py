@@ -8,7 +8,6 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from smtpprobe.core.redact import Redactor
 from smtpprobe.models import (
     AuthResult,
     HostReport,
@@ -18,7 +17,6 @@ from smtpprobe.models import (
     SweepReport,
     TlsInfo,
 )
-from smtpprobe.report.redaction import scrub
 from smtpprobe.report.text import finding_line, finding_title, transcript
 from smtpprobe.report.words import mechanism_label, reason_text
 from smtpprobe.report.words import text as t
@@ -116,10 +114,9 @@ def _host(report: PortReport) -> HostReport:
                       steps=report.steps, tls=report.tls)
 
 
-def sweep_view(report: SweepReport, lang: str, redactor: Redactor, *,
+def sweep_view(report: SweepReport, lang: str, *,
                verbose: bool = False) -> RenderableType:
     """The port table, the problems found, with -v the transcripts, and the settings."""
-    report = scrub(report, redactor)
     parts: list[RenderableType] = []
     head = Text(t("sweep.title", lang, host=report.host), style="bold underline")
     if report.addresses:

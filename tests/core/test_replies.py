@@ -153,3 +153,21 @@ def test_sendmail_transcript_and_gmail_next_line() -> None:
     gmail = ("The response from the remote server was:\n"
              "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown\n")
     assert extract_reply(gmail).reply_text.startswith("550 5.1.1")
+
+
+def test_extract_german_exchange_ndr_line() -> None:
+    text = ("Generierender Server: FR3P281MB0934.DEUP281.PROD.OUTLOOK.COM\n\nanna@kunde.example\n"
+            "Remoteserver hat '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found "
+            "by SMTP address lookup' zurückgegeben\n")
+    found = extract_reply(text)
+    assert found.reply_text.startswith("550 5.1.10 RESOLVER") and found.reply_text.endswith(
+        "lookup")
+    assert found.recipient == "anna@kunde.example"
+    assert found.reporting_host == "FR3P281MB0934.DEUP281.PROD.OUTLOOK.COM"
+
+
+def test_sendmail_transcript_names_the_stage() -> None:
+    transcript = ">>> DATA\n<<< 354 go ahead\n>>> .\n<<< 554 5.7.1 Message refused\n"
+    found = extract_reply(transcript)
+    assert found.reply_text == "554 5.7.1 Message refused"
+    assert found.stage is Stage.DATA

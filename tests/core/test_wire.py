@@ -185,3 +185,17 @@ def test_pending_tells_an_unfinished_reply() -> None:
     assert reader.next() is None and reader.pending
     reader.feed(b"cond\r\n")
     assert reader.next() == RawReply(250, "first\nsecond") and not reader.pending
+
+
+# --- shortening server text for display -------------------------------------------------------
+
+
+def test_shorten_cuts_at_a_word_and_marks_the_cut() -> None:
+    said = "550 5.1.1 <x@y.example>: Recipient address rejected: User unknown in local table"
+    assert wire.shorten(said, 200) == said  # short enough: untouched
+    cut = wire.shorten(said, 60)
+    assert cut.endswith("\u2026") and len(cut) <= 60
+    assert said.startswith(cut[:-1]) and said[len(cut) - 1] == " "  # ends on a word
+    url = "see https://support.example.com/kb/blocklist-removal?ip=192.0.2.1&ref=smtp"
+    assert wire.shorten(url, 40) == "see\u2026"  # never half a URL
+    assert wire.shorten("x" * 100, 10) == "x" * 9 + "\u2026"  # no space at all: a plain cut

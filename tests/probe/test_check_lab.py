@@ -212,6 +212,14 @@ async def test_backup_mx_after_refused_primary(check: Check) -> None:
     assert [h.host for h in report.hosts] == ["mx1.backup.test", "mx.good.test"]
     first = report.hosts[0].steps[0]
     assert first.failure is not None and first.failure.kind is FailureKind.REFUSED
+    # The dead primary is a warning about that host, not an error with "port 25 is blocked"
+    # advice: the same run reached the backup on port 25.
+    assert [f.rule for f in report.findings if f.severity not in (
+        Severity.OK, Severity.INFO)] == ["observe.mx_down"]
+    down = report.findings[0]
+    assert down.severity is Severity.WARNING and "mx1.backup.test" in down.evidence
+    assert "mx.good.test" in down.evidence and "127.0.0.29" in down.evidence
+    assert "port 25" not in down.remedy.get("en").lower()
 
 
 async def test_staggered_attempt_does_not_wait_for_a_tarpit(check: Check) -> None:
@@ -237,6 +245,9 @@ async def test_preference_wins_when_the_preferred_host_answers_late(check: Check
     assert report.hosts[0].steps[-1].stage in (Stage.QUIT, Stage.RCPT)
     rcpt = [s for s in report.hosts[0].steps if s.stage is Stage.RCPT]
     assert rcpt and rcpt[0].reply is not None and rcpt[0].reply.code == 250
+    # The 5 s greeting passed, and is worth a word.
+    slow = next(f for f in report.findings if f.rule == "observe.slow_reply")
+    assert slow.severity is Severity.WARNING and "greeting took 5." in slow.evidence
 
 
 async def test_all_hosts_refuse(check: Check) -> None:

@@ -38,6 +38,7 @@ async def test_a_refused_password_is_not_sent_to_the_other_ports(
     assert len(auths) == 1, auths
     held = next(p for p in report.ports if p.auth.result is AuthResult.WITHHELD)
     assert held.auth.finding is not None and "already refused" in held.auth.finding.evidence
+    assert held.auth.finding.rule == "withheld.refused_elsewhere"
     assert all(p.state is PortState.OPEN for p in report.ports)
     # The recommendation names the refusal, not the port that was spared.
     rec = recommend("127.0.0.1", report.ports, credentials=True)

@@ -59,7 +59,7 @@ def _report(kb: KnowledgeBase, *, auth_reply: str) -> RelayReport:
 
 def test_structure_gitlab_and_jenkins_expect(kb: KnowledgeBase) -> None:
     report = _report(kb, auth_reply="535 5.7.8 Error: authentication failed")
-    xml = relay_junit(report, "en", Redactor(),
+    xml = relay_junit(report, "en",
                       timestamp=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
     assert xml.startswith('<?xml version="1.0" encoding="UTF-8"?>')
     root = ET.fromstring(xml)
@@ -100,8 +100,10 @@ def test_hostile_text_still_parses_and_secrets_are_masked(kb: KnowledgeBase) -> 
     blob = base64.b64encode(f"\0probe\0{PASSWORD}".encode()).decode()
     nasty = (f"535 5.7.8 <![CDATA[ ]]> \x00\x1b[31m & </failure> {PASSWORD} {blob} "
              f"{PASSWORD.encode().hex()} \udcff")
-    report = _report(kb, auth_reply=nasty)
-    xml = relay_junit(report, "de", Redactor([("probe", PASSWORD)]))
+    # The session masks what a server says after our AUTH (net/session.py); JUnit then keeps
+    # what it is given, and hostile text still makes a well-formed file.
+    report = _report(kb, auth_reply=Redactor([("probe", PASSWORD)])(nasty))
+    xml = relay_junit(report, "de")
     root = ET.fromstring(xml)  # must not raise
     failure = root.find("testsuite/testcase[@name='auth']/failure")
     assert failure is not None
@@ -117,7 +119,7 @@ def test_all_passing_report_has_no_failures(kb: KnowledgeBase) -> None:
     checks = (RelayCheck("connect", CheckStatus.PASS, connect.finding, steps=(connect,)),)
     report = RelayReport(host="r", address="192.0.2.1", port=25, mode=PortMode.STARTTLS,
                          verdict=RelayVerdict.PASS, checks=checks)
-    root = ET.fromstring(relay_junit(report, "en", Redactor()))
+    root = ET.fromstring(relay_junit(report, "en"))
     assert root.get("failures") == "0" and root.find(".//failure") is None
     out = root.find(".//testcase/system-out")
     assert out is not None and "<-  220 ok" in (out.text or "")
