@@ -195,7 +195,13 @@ def _smtpprobe(*args: str, env: Mapping[str, str] | None = None, stdin: bytes | 
     # No SMTPPROBE_* setting of the caller's shell reaches the child unless the test gives it.
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("SMTPPROBE_")}
     child_env["COLUMNS"] = "200"
+    # A fully qualified EHLO name, as a user who read the warning would give: this machine's
+    # own name (the default) is often bare, and the warning about it is tested on its own
+    # (tests/cli/test_cli_surface.py). An `env` of the test may set or clear it.
+    child_env["SMTPPROBE_HELO"] = "probe.smtpprobe.test"
     child_env.update(env or {})
+    if not child_env["SMTPPROBE_HELO"]:
+        del child_env["SMTPPROBE_HELO"]
     try:
         done = subprocess.run(
             command, env=child_env, capture_output=True, timeout=timeout,
@@ -217,7 +223,8 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     stderr; the output is decoded as UTF-8, strictly: anything else fails the test).
 
     The child gets this process's environment without any SMTPPROBE_* variable, with
-    COLUMNS=200, and then `env` on top. `stdin` is fed to it (default: /dev/null). A child that
+    COLUMNS=200 and SMTPPROBE_HELO=probe.smtpprobe.test (`env={"SMTPPROBE_HELO": ""}` drops
+    it), and then `env` on top. `stdin` is fed to it (default: /dev/null). A child that
     has not ended after `timeout` seconds is killed and fails the test.
 
     Annotate it as `Callable[..., subprocess.CompletedProcess[str]]`. From a coroutine (a lab

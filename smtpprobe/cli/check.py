@@ -25,6 +25,7 @@ from smtpprobe.cli.options import (
     parse_nameservers,
     parse_source,
     resolve_lang,
+    warn_helo,
 )
 from smtpprobe.errors import UsageError
 
@@ -204,6 +205,7 @@ def check(
         from smtpprobe.probe.batch import BatchOptions
 
         batch = BatchOptions(per_mx=per_mx, rate=rate, concurrency=concurrency)
+    warn_helo(helo, helo_name, language)
     raise typer.Exit(run_checks(kb_source, options, items, lang=language, fmt=output_format,
                                 verbose=verbose, lines=[e.line for e in entries],
                                 batch=batch))

@@ -63,9 +63,23 @@ def default_helo() -> str:
 
 
 def parse_helo_option(helo: str | None) -> str:
+    """--helo, or this machine's name."""
     from smtpprobe.core.address import parse_helo
 
     return parse_helo(helo) if helo else default_helo()
+
+
+def warn_helo(helo: str | None, name: str, lang: str) -> None:
+    """A warning on stderr when the EHLO name is not fully qualified: many servers refuse such
+    an EHLO (RFC 5321 4.1.1.1 asks for the client's fully qualified domain name or an address
+    literal). Called once every option is valid, right before the first traffic, so that a
+    usage error stays the only line."""
+    if "." in name or name.startswith("["):
+        return
+    from smtpprobe.report.words import text
+
+    key = "warn.helo_given" if helo else "warn.helo_default"
+    sys.stderr.write(f"smtpprobe: {text(key, lang, name=name)}\n")
 
 
 def parse_source(source_address: str | None) -> str | None:

@@ -31,6 +31,7 @@ from smtpprobe.cli.options import (
     parse_nameservers,
     parse_source,
     resolve_lang,
+    warn_helo,
 )
 from smtpprobe.cli.sweep import (
     PasswordEnvOpt,
@@ -167,6 +168,7 @@ def relay(
     )
     import asyncio
 
+    warn_helo(helo, helo_name, language)
     report = asyncio.run(Relay(kb, options, trust=trust, redactor=redact,
                                credentials=creds).run())
     if junit_path is not None:

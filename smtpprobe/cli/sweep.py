@@ -26,6 +26,7 @@ from smtpprobe.cli.options import (
     parse_nameservers,
     parse_source,
     resolve_lang,
+    warn_helo,
 )
 from smtpprobe.errors import UsageError
 
@@ -149,6 +150,7 @@ def sweep(
     sweeper = Sweeper(kb, options, trust=trust, redactor=redact, credentials=creds)
     import asyncio
 
+    warn_helo(helo, helo_name, language)
     report = asyncio.run(sweeper.sweep())
     if as_json:
         from smtpprobe.report.json import dumps, sweep_dict

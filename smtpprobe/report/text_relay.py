@@ -34,7 +34,11 @@ def _check_detail(check: RelayCheck, lang: str) -> Text:
     if check.status is CheckStatus.SKIP and check.note is not None:
         out.append(note_text(check.note, lang), style="dim")
         return out
-    if check.finding is not None:
+    if check.name == "rcpt" and check.status is CheckStatus.PASS:
+        # A relay takes outside recipients on trust: its 250 2.1.5 says "will deliver", not
+        # "this mailbox exists" (the code's generic title would say the latter).
+        out.append(t("relay.rcpt_accepted", lang))
+    elif check.finding is not None:
         out.append(finding_title(check.finding, lang),
                    style="" if check.status is CheckStatus.PASS else
                    SEVERITY_STYLE[check.finding.severity])
@@ -92,7 +96,7 @@ def relay_view(report: RelayReport, lang: str, *,
     verdict = Text(f"{t('verdict', lang)}: ", style="bold")
     style = {RelayVerdict.PASS: "bold green", RelayVerdict.FAIL: "bold red",
              RelayVerdict.TEMPORARY: "bold yellow"}[report.verdict]
-    verdict.append(t(f"relay.verdict.{report.verdict.value}", lang), style=style)
+    verdict.append(_verdict_text(report, lang), style=style)
     parts.append(verdict)
     failed = [c for c in report.checks if c.status is CheckStatus.FAIL and c.finding]
     for check in failed:
@@ -101,3 +105,18 @@ def relay_view(report: RelayReport, lang: str, *,
         parts.append(finding_panel(check.finding, lang, reply=reply,
                                    title=check_label(check, lang)))
     return Group(*parts)
+
+
+def _verdict_text(report: RelayReport, lang: str) -> str:
+    """The verdict; a pass names what it covers when checks were skipped, or when no
+    recipient was given, so that "the relay works" is never said of a TLS handshake."""
+    if report.verdict is not RelayVerdict.PASS:
+        return t(f"relay.verdict.{report.verdict.value}", lang)
+    untested = [check_label(c, lang) for c in report.checks if c.status is CheckStatus.SKIP]
+    if not any(c.name == "rcpt" for c in report.checks):
+        untested.append(t("relay.check.rcpt", lang))
+    if not untested:
+        return t("relay.verdict.pass", lang)
+    tested = [check_label(c, lang) for c in report.checks if c.status is CheckStatus.PASS]
+    return t("relay.verdict.pass_partial", lang, tested=", ".join(tested) or "-",
+             untested=", ".join(untested))

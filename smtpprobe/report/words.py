@@ -82,6 +82,16 @@ _TEXTS: dict[str, tuple[str, str]] = {
                        "unsichtbare Zeichen aus {where} entfernt: {chars}"),
     "warn.invalid": ("{where}: not checked: {error}", "{where}: nicht geprüft: {error}"),
     "warn.argument": ("the argument {text}", "dem Argument {text}"),
+    "warn.helo_default": ("this machine's name {name!r} is not fully qualified, and many "
+                          "servers refuse such an EHLO: give --helo with a name that "
+                          "resolves to the address you probe from",
+                          "der Name dieses Rechners {name!r} ist nicht vollständig, und viele "
+                          "Server lehnen ein solches EHLO ab: Geben Sie mit --helo einen "
+                          "Namen an, der auf die Adresse zeigt, von der Sie prüfen"),
+    "warn.helo_given": ("--helo {name!r} is not fully qualified; many servers refuse such "
+                        "an EHLO",
+                        "--helo {name!r} ist kein vollständiger Name; viele Server lehnen ein "
+                        "solches EHLO ab"),
     "interrupted": ("interrupted: {done} of {total} addresses checked",
                     "abgebrochen: {done} von {total} Adressen geprüft"),
     "tls": ("TLS", "TLS"),
@@ -269,6 +279,15 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "relay.status.skip": ("skip", "übersprungen"),
     "relay.status.temporary": ("TEMP", "VORÜBERGEHEND"),
     "relay.verdict.pass": ("PASS: the relay works", "BESTANDEN: das Relay funktioniert"),
+    "relay.rcpt_accepted": ("accepted for delivery (a relay does not vouch that the mailbox "
+                            "exists)",
+                            "zur Zustellung angenommen (ein Relay sagt nicht, ob das Postfach "
+                            "existiert)"),
+    # A pass that tested only part of the path says which part (no --user, --from, --to).
+    "relay.verdict.pass_partial": ("PASS for what was tested: {tested}; not tested: "
+                                   "{untested}",
+                                   "BESTANDEN, soweit geprüft: {tested}; nicht geprüft: "
+                                   "{untested}"),
     "relay.verdict.fail": ("FAIL: a check failed", "FEHLER: eine Prüfung ist gescheitert"),
     "relay.verdict.temporary": ("TEMPORARY: a check failed for now (4xx or timeout); "
                                 "retry later",

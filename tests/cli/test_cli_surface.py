@@ -85,3 +85,23 @@ def test_junit_names_the_version() -> None:
     root = ET.fromstring(relay_junit(report, "en"))
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     assert props["smtpprobe_version"] == __version__
+
+
+def test_a_bare_helo_name_is_warned_about_before_the_run(run_cli: RunCli) -> None:
+    # A closed port: the run itself fails fast; the warning comes first, in the language.
+    args = ("check", "--server", "127.0.0.1:9", "a@b.test", "--timeout", "1")
+    given = run_cli(*args, "--helo", "myhost")
+    first = given.stderr.splitlines()[0]
+    assert first == ("smtpprobe: --helo 'myhost' is not fully qualified; many servers "
+                     "refuse such an EHLO")
+    german = run_cli(*args, "--helo", "myhost", "--lang", "de")
+    assert "kein vollständiger Name" in german.stderr.splitlines()[0]
+    default = run_cli(*args, env={"SMTPPROBE_HELO": ""})
+    import socket
+
+    if "." not in socket.gethostname():
+        assert "is not fully qualified" in default.stderr and "--helo" in default.stderr
+    fine = run_cli(*args, "--helo", "probe.example.org")
+    assert "fully qualified" not in fine.stderr
+    literal = run_cli(*args, "--helo", "[192.0.2.1]")
+    assert "fully qualified" not in literal.stderr
