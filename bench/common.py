@@ -87,3 +87,32 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
              for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    seconds: float
+    returncode: int
+    max_rss_kib: int  # the child's peak resident memory (getrusage ru_maxrss, KiB on Linux)
+    stdout: bytes
+    stderr: bytes
+
+
+async def run_measured(argv: Sequence[str], *, env: dict[str, str] | None = None,
+                       cwd: str | None = None) -> Measured:
+    """Run a child and measure its wall time and its RSS high-water mark (os.wait4 gives the
+    rusage of that one child, not of every child so far). The event loop keeps running while
+    the child does, so lab servers in this process go on answering it."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                env=env, cwd=cwd)
+        _, status, usage = await asyncio.to_thread(os.wait4, proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        return Measured(seconds, proc.returncode, int(usage.ru_maxrss), out.read(), err.read())

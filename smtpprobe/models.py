@@ -111,6 +111,14 @@ class FailureKind(StrEnum):
     DNS_SERVFAIL = "dns_servfail"
     DNS_TIMEOUT = "dns_timeout"
     DNS_NO_ADDRESS = "dns_no_address"  # a mail host with neither A nor AAAA
+    # ICMP port unreachable from the resolver itself: nothing listens at that address and port
+    DNS_RESOLVER_REFUSED = "dns_resolver_refused"
+    # An address no mail client connects to: unspecified (0.0.0.0, ::), broadcast, multicast
+    ADDRESS_UNUSABLE = "address_unusable"
+    # A public name with a loopback, private or link-local address: skipped unless allowed
+    ADDRESS_PRIVATE = "address_private"
+    # More MX hosts or addresses than a mail server tries (MX_ADDRESS_LIMIT, MX_SESSION_LIMIT)
+    MX_LIMIT = "mx_limit"
     NULL_MX = "null_mx"  # RFC 7505
     MX_IS_IP = "mx_is_ip"  # RFC 5321 5.1: an MX must name a host, not an address
     MX_IS_CNAME = "mx_is_cname"  # RFC 5321 5.1 / RFC 2181 10.3
@@ -124,6 +132,12 @@ class FailureKind(StrEnum):
     CERT_EXPIRED = "cert_expired"
     CERT_EXPIRING = "cert_expiring"  # fewer than 14 days left
     TLS_OUTDATED = "tls_outdated"  # TLS 1.0/1.1 or SSL
+    CERT_UNREADABLE = "cert_unreadable"  # a certificate that cannot be parsed (X.509 v2 ...)
+    CERT_NOT_YET_VALID = "cert_not_yet_valid"  # its validity starts in the future
+    CERT_WRONG_PURPOSE = "cert_wrong_purpose"  # extended key usage without serverAuth
+    # The name mismatch of a submission server (sweep, relay): the name is the one users type
+    # into their mail programs, not an MX record.
+    CERT_NAME_MISMATCH_SUBMISSION = "cert_name_mismatch_submission"
     CATCH_ALL = "catch_all"  # a random local part was accepted too
     NOT_CATCH_ALL = "not_catch_all"  # a random local part was refused: the 250 counts
     MX_DOWN = "mx_down"  # a mail host did not answer while another of the domain did
@@ -267,8 +281,15 @@ class TlsInfo:
     days_left: int | None = None
     verified: bool = False  # the chain verifies against the trust store in use
     verify_error: str | None = None
-    expected_name: str | None = None
-    name_matches: bool | None = None  # None when no name was expected (an IP address)
+    expected_name: str | None = None  # the host name, or the IP address when given one
+    name_matches: bool | None = None  # None when no name was expected or the leaf is unreadable
+    # Added for RFC 6125 IP matching and readable verification problems:
+    ip_names: tuple[str, ...] = ()  # the iPAddress entries, the only ones that cover an address
+    not_before: str | None = None  # ISO 8601, UTC
+    # Why the chain does not verify, as a stable key: self_signed, unknown_issuer,
+    # missing_intermediate, expired, not_yet_valid, wrong_purpose, unreadable, no_certificate,
+    # no_trust_store, untrusted (another rule of the verifier); None when it verifies.
+    verify_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +510,10 @@ class SweepReport:
     user: str | None = None
     dns_failure: Finding | None = None
     elapsed_ms: float = 0.0
+    address: str | None = None  # the address the ports were tried on (None: no address)
+    # Addresses left out (unusable, private, over the limit) and addresses given up because
+    # no port could be connected to there, in the order they were met.
+    address_findings: tuple[Finding, ...] = ()
 
 
 class CheckStatus(StrEnum):
@@ -530,6 +555,10 @@ class RelayReport:
     queue_id: str | None = None
     user: str | None = None
     elapsed_ms: float = 0.0
+    addresses: tuple[str, ...] = ()  # every address the host name gave, in the order tried
+    # Addresses left out (unusable, private, over the limit), in the order they were met;
+    # the connect attempts on addresses given up are the first steps of the connect check.
+    address_findings: tuple[Finding, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -10,6 +10,7 @@ import typer
 
 from smtpprobe.cli import exits
 from smtpprobe.cli.options import (
+    AllowPrivateOpt,
     CafileOpt,
     HeloOpt,
     JsonOpt,
@@ -27,6 +28,7 @@ from smtpprobe.cli.options import (
     resolve_lang,
     warn_helo,
 )
+from smtpprobe.cli.sweep import PasswordEnvOpt, PasswordFileOpt, UserOpt
 from smtpprobe.errors import UsageError
 
 if TYPE_CHECKING:
@@ -98,9 +100,17 @@ def check(
     no_pipelining: Annotated[bool, typer.Option(
         "--no-pipelining",
         help="Send one command at a time even when PIPELINING is offered.")] = False,
+    tls: Annotated[str, typer.Option(
+        "--tls", help="auto (implicit TLS on port 465, else STARTTLS when offered), starttls, "
+        "implicit (TLS from the first byte), or none.",
+        metavar="[auto|starttls|implicit|none]")] = "auto",
+    user: UserOpt = None,
+    password_env: PasswordEnvOpt = None,
+    password_file: PasswordFileOpt = None,
     catch_all: Annotated[bool, typer.Option(
         "--catch-all", help="Also try a made-up address at the same domain.")] = False,
     resolver: ResolverOpt = None,
+    allow_private: AllowPrivateOpt = False,
     per_mx: Annotated[int, typer.Option(
         "--per-mx", help="With many addresses: connections at once to one mail host.",
         metavar="N")] = 2,
@@ -192,10 +202,28 @@ def check(
 
     from smtpprobe.probe.check import CheckOptions
 
+    if tls.lower() not in ("auto", "starttls", "implicit", "none"):
+        raise UsageError(f"--tls: unknown mode {tls!r} (use auto, starttls, implicit or none)")
+    if no_starttls and tls.lower() not in ("auto", "none"):
+        raise UsageError(f"--no-starttls contradicts --tls {tls}")
+    # The port actually spoken to: --server's, else --port. 465 is implicit TLS (RFC 8314
+    # 3.3): without it a check of 465 would wait for a greeting that never comes in clear.
+    target_port = server_spec[1] if server_spec else port
+    mode = tls.lower()
+    implicit = mode == "implicit" or (mode == "auto" and target_port == 465)
+    use_starttls = not no_starttls and mode in ("auto", "starttls") and not implicit
+    from smtpprobe.cli.secrets import PasswordSource, resolve_credentials
+
+    creds = resolve_credentials(user, PasswordSource(env=password_env, file=password_file))
+    from smtpprobe.core.redact import Redactor
+
+    redact = Redactor([(creds.user, creds.password)]) if creds else None
     options = CheckOptions(
         helo=helo_name, mail_from=sender.smtp if sender else "", port=port, timeout=timeout,
         deadline=deadline, source_address=source, cafile=cafile_text,
-        starttls=not no_starttls, pipelining=not no_pipelining, catch_all=catch_all,
+        allow_private=allow_private,
+        starttls=use_starttls, implicit_tls=implicit, pipelining=not no_pipelining,
+        catch_all=catch_all,
         server=server_spec, nameservers=nameservers,
     )
     from smtpprobe.cli.run_check import run_checks
@@ -208,4 +236,4 @@ def check(
     warn_helo(helo, helo_name, language)
     raise typer.Exit(run_checks(kb_source, options, items, lang=language, fmt=output_format,
                                 verbose=verbose, lines=[e.line for e in entries],
-                                batch=batch))
+                                batch=batch, redactor=redact, credentials=creds))

@@ -48,6 +48,10 @@ CafileOpt = Annotated[Optional[Path], typer.Option(
 ResolverOpt = Annotated[Optional[str], typer.Option(
     "--resolver", envvar="SMTPPROBE_RESOLVER", help="DNS server to use instead of the "
     "system's.", metavar="HOST[:PORT]", show_default=False)]
+AllowPrivateOpt = Annotated[bool, typer.Option(
+    "--allow-private", help="Also connect to loopback, private and link-local addresses "
+    "that a public name resolves to (skipped with a finding otherwise; names under .test, "
+    ".localhost, .internal ... may always have them).")]
 VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show the full transcript.")]
 
 

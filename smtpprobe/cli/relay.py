@@ -17,6 +17,7 @@ import typer
 
 from smtpprobe.cli import exits
 from smtpprobe.cli.options import (
+    AllowPrivateOpt,
     CafileOpt,
     HeloOpt,
     JsonOpt,
@@ -34,6 +35,7 @@ from smtpprobe.cli.options import (
     warn_helo,
 )
 from smtpprobe.cli.sweep import (
+    OldTlsOpt,
     PasswordEnvOpt,
     PasswordFileOpt,
     PlaintextOpt,
@@ -105,6 +107,7 @@ def relay(
         "--open-relay-to", help="Outside recipient for the open-relay check (only a name in "
         "the envelope, never contacted).", metavar="ADDRESS", show_default=False)] = None,
     allow_plaintext_auth: PlaintextOpt = False,
+    allow_old_tls: OldTlsOpt = False,
     no_verify: Annotated[bool, typer.Option(
         "--no-verify", help="Report certificate problems without failing the tls "
         "check.")] = False,
@@ -115,6 +118,7 @@ def relay(
     source_address: SourceOpt = None,
     cafile: CafileOpt = None,
     resolver: ResolverOpt = None,
+    allow_private: AllowPrivateOpt = False,
     junit: Annotated[Optional[Path], typer.Option(
         "--junit", help="Also write a JUnit XML report to FILE (one test case per check).",
         metavar="FILE", show_default=False)] = None,
@@ -163,8 +167,9 @@ def relay(
         recipients=tuple(r.smtp for r in recipients if r is not None), send=send,
         open_relay_check=open_relay_check, open_relay_from=relay_from.smtp,
         open_relay_to=relay_to.smtp, timeout=timeout, deadline=deadline,
-        allow_plaintext_auth=allow_plaintext_auth, verify=not no_verify,
-        nameservers=nameservers, source_address=source,
+        allow_plaintext_auth=allow_plaintext_auth, allow_old_tls=allow_old_tls,
+        verify=not no_verify,
+        nameservers=nameservers, source_address=source, allow_private=allow_private,
     )
     import asyncio
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from smtpprobe.cli import exits
 from smtpprobe.core.address import Address
 from smtpprobe.core.redact import Redactor
-from smtpprobe.models import CheckReport, InvalidInput
+from smtpprobe.models import CheckReport, Credentials, InvalidInput
 from smtpprobe.probe.check import Checker, CheckOptions, KnowledgeLoader, check_all
 
 if TYPE_CHECKING:
@@ -149,7 +149,8 @@ def _name(item: Item) -> str:
 def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
                items: Sequence[Item], *, lang: str, fmt: str, verbose: bool,
                lines: Sequence[int | None] | None = None,
-               redactor: Redactor | None = None, batch: BatchOptions | None = None) -> int:
+               redactor: Redactor | None = None, batch: BatchOptions | None = None,
+               credentials: Credentials | None = None) -> int:
     redact = redactor or Redactor()
     addresses = [(i, item) for i, item in enumerate(items) if isinstance(item, Address)]
     writer = _Writer(fmt, lang, items, lines or [None] * len(items))
@@ -168,12 +169,15 @@ def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
         if not addresses:
             return
         if not many:
-            writer.add(addresses[0][0], await Checker(kb, options, redactor=redact).check(
-                addresses[0][1]))
+            writer.add(addresses[0][0], await Checker(
+                kb, options, redactor=redact, credentials=credentials).check(addresses[0][1]))
             return
         from smtpprobe.probe.batch import Pooled
 
-        checker = Checker(kb, options, redactor=redact, strategy=Pooled(batch))
+        # With a login (a submission server) each address gets its own session: the pooled
+        # sessions of the batch carry no login.
+        checker = Checker(kb, options, redactor=redact, credentials=credentials,
+                          strategy=None if credentials is not None else Pooled(batch))
         targets = [address for _, address in addresses]
         if not show_progress:
             await check_all(checker, targets, on_done=on_done)

@@ -11,6 +11,7 @@ import typer
 
 from smtpprobe.cli import exits
 from smtpprobe.cli.options import (
+    AllowPrivateOpt,
     CafileOpt,
     HeloOpt,
     JsonOpt,
@@ -48,6 +49,11 @@ PasswordFileOpt = Annotated[Optional[str], typer.Option(
 PlaintextOpt = Annotated[bool, typer.Option(
     "--allow-plaintext-auth", help="Also send the password over an unencrypted connection "
     "(never done otherwise).")]
+OldTlsOpt = Annotated[bool, typer.Option(
+    "--allow-old-tls", help="Also send the password over TLS 1.0 or 1.1 (withheld otherwise: "
+    "RFC 8996 retires them).")]
+
+
 def check_numbers(timeout: float, deadline: float) -> None:
     if not 0 < timeout <= 3600:
         raise UsageError("--timeout must be between 0 and 3600 seconds")
@@ -109,6 +115,7 @@ def sweep(
     password_env: PasswordEnvOpt = None,
     password_file: PasswordFileOpt = None,
     allow_plaintext_auth: PlaintextOpt = False,
+    allow_old_tls: OldTlsOpt = False,
     no_verify: Annotated[bool, typer.Option(
         "--no-verify", help="Send the password even over TLS whose certificate does not "
         "verify (otherwise it is withheld).")] = False,
@@ -119,6 +126,7 @@ def sweep(
     source_address: SourceOpt = None,
     cafile: CafileOpt = None,
     resolver: ResolverOpt = None,
+    allow_private: AllowPrivateOpt = False,
     lang: LangOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -145,8 +153,10 @@ def sweep(
     redact = Redactor([(creds.user, creds.password)]) if creds else Redactor()
     options = SweepOptions(host=target, ports=port_specs, helo=helo_name, timeout=timeout,
                            deadline=deadline, allow_plaintext_auth=allow_plaintext_auth,
+                           allow_old_tls=allow_old_tls,
                            verify=not no_verify,
-                           nameservers=nameservers, source_address=source)
+                           nameservers=nameservers, source_address=source,
+                           allow_private=allow_private)
     sweeper = Sweeper(kb, options, trust=trust, redactor=redact, credentials=creds)
     import asyncio
 

@@ -248,12 +248,13 @@ class Classifier:
         """A fact we found on the way (no STARTTLS, a catch-all, an open relay)."""
         return classify_failure(self.kb, stage, Failure(kind, detail))
 
-    def tls(self, tls: TlsInfo | None, name: str) -> list[Finding]:
-        """What is wrong with a TLS connection that worked."""
+    def tls(self, tls: TlsInfo | None, name: str, *, submission: bool = False) -> list[Finding]:
+        """What is wrong with a TLS connection that worked (`submission`: a server users log
+        in to, whose name problems are about their settings, not an MX record)."""
         if tls is None:
             return []
         return [self.observe(Stage.STARTTLS, kind, detail)
-                for kind, detail in tls_problems(tls, name)]
+                for kind, detail in tls_problems(tls, name, submission=submission)]
 
 
 def unique_findings(findings: Iterable[Finding]) -> list[Finding]:

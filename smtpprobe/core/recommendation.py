@@ -7,6 +7,7 @@ cause explains why, with the remarks about ports that were not picked (a filtere
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 
 from smtpprobe.models import (
@@ -61,14 +62,58 @@ def _offered_after_tls(report: PortReport) -> tuple[str, ...]:
     return caps.auth_mechanisms if caps is not None else ()
 
 
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _covers_address(host: str, report: PortReport) -> bool:
+    """False when `host` is an IP address and the port's certificate does not carry it as an
+    iPAddress entry (RFC 6125; a DNS name that reads like the address does not count): a mail
+    program told to use the bare address refuses that certificate, so the address is never
+    recommended with it. True for a host name (its match is the login's business) and for a
+    port without TLS."""
+    wanted = _address(host)
+    if wanted is None or report.tls is None:
+        return True
+    return any(_address(entry) == wanted for entry in report.tls.ip_names)
+
+
+def _not_covered(host: str, report: PortReport) -> Reason:
+    names = report.tls.names if report.tls is not None else ()
+    values = (("port", str(report.port)), ("host", host))
+    others = [n for n in names if n != host]
+    if len(others) < len(names):
+        # The address is there, but as a DNS name: RFC 6125 does not count it.
+        return Reason("ip_as_dns_name", (*values, ("names", ", ".join(others[:5]) or "-")))
+    if not names:
+        return Reason("ip_not_covered_unnamed", values)
+    return Reason("ip_not_covered", (*values, ("names", ", ".join(names[:5]))))
+
+
+def _certificate_finding(report: PortReport) -> Finding | None:
+    """Why an uncovered port was not recommended: its withheld login, or its certificate."""
+    if report.auth.result is AuthResult.UNTRUSTED and report.auth.finding is not None:
+        return report.auth.finding
+    return next((f for f in report.findings if f.category is Category.CERTIFICATE_PROBLEM),
+                report.auth.finding)
+
+
 _CAUSE_ORDER = (AuthResult.FAILED, AuthResult.APP_PASSWORD, AuthResult.TLS_REQUIRED,
                 AuthResult.METHOD_REJECTED, AuthResult.TEMPORARY, AuthResult.ERROR,
                 AuthResult.UNTRUSTED, AuthResult.WITHHELD, AuthResult.NOT_OFFERED)
 
 
 def recommend(host: str, ports: Sequence[PortReport], *, credentials: bool) -> Recommendation:
-    """The settings to use, with reasons; or, when no port works, the likeliest cause."""
-    ordered = sorted(((r, i) for i, r in enumerate(ports)), key=lambda ri: _rank(*ri))
+    """The settings to use, with reasons; or, when no port works, the likeliest cause.
+
+    A server given by its IP address is recommended only on a port whose certificate covers
+    that address; the other ports are named with the reason."""
+    uncovered = [r for r in ports if not _covers_address(host, r)]
+    ordered = sorted(((r, i) for i, r in enumerate(ports) if r not in uncovered),
+                     key=lambda ri: _rank(*ri))
     if credentials:
         working = [r for r, _ in ordered if r.auth.result is AuthResult.OK]
         if working:
@@ -77,6 +122,7 @@ def recommend(host: str, ports: Sequence[PortReport], *, credentials: bool) -> R
                                            ("port", str(best.port))))]
             reasons += _why_security(best)
             reasons += _notes(ports, best)
+            reasons += [_not_covered(host, r) for r in uncovered]
             return Recommendation(usable=True, tested=True, host=host, port=best.port,
                                   mode=_security(best), mechanism=best.auth.mechanism,
                                   reasons=tuple(reasons))
@@ -91,16 +137,21 @@ def recommend(host: str, ports: Sequence[PortReport], *, credentials: bool) -> R
                                                  " ".join(_offered_after_tls(best))),))]
             reasons += _why_security(best)
             reasons += _notes(ports, best)
+            reasons += [_not_covered(host, r) for r in uncovered]
             reasons.append(Reason("untested"))
             return Recommendation(usable=True, tested=False, host=host, port=best.port,
                                   mode=_security(best), mechanism=mechanism,
                                   reasons=tuple(reasons))
 
-    # Nothing works: the most telling failure explains why.
+    # Nothing works: the most telling failure explains why. A port left out because its
+    # certificate does not cover the address comes first: it is the one to fix.
+    reasons = [_not_covered(host, r) for r in uncovered]
+    finding: Finding | None = next(
+        (f for f in (_certificate_finding(r) for r in uncovered) if f is not None), None)
+    if uncovered:
+        ports = [r for r in ports if r not in uncovered]
     open_ports = [r for r in ports if r.state is PortState.OPEN]
-    finding: Finding | None = None
-    reasons = []
-    if credentials:
+    if credentials and finding is None:
         for result in _CAUSE_ORDER:
             hit = next((r for r, _ in ordered if r.auth.result is result and r.auth.finding),
                        None)
@@ -108,7 +159,20 @@ def recommend(host: str, ports: Sequence[PortReport], *, credentials: bool) -> R
                 finding = hit.auth.finding
                 reasons.append(Reason(f"auth_{result.value}", (("port", str(hit.port)),)))
                 break
-    if finding is None and open_ports:
+    closed_ports = [r for r in ports if r.state is not PortState.OPEN]
+    inbound_only = bool(open_ports) and bool(closed_ports) and finding is None and all(
+        r.failure is None and not _offered_after_tls(r)
+        and not (r.capabilities_before_tls and r.capabilities_before_tls.auth_mechanisms)
+        for r in open_ports) and all(
+        r.state in (PortState.REFUSED, PortState.FILTERED) for r in closed_ports)
+    if inbound_only:
+        # Port 25 (say) answers without a login and every other port is closed: a mail
+        # server that receives mail (an MX), not one that mail programs send through. Its
+        # refused ports are no fault to fix here.
+        reasons.append(Reason("inbound_only", (
+            ("host", host), ("open", ", ".join(str(r.port) for r in open_ports)),
+            ("closed", ", ".join(str(r.port) for r in closed_ports)))))
+    elif finding is None and open_ports:
         broken = next((r for r in open_ports if r.failure is not None), None)
         if broken is not None:
             finding = broken.failure
@@ -122,8 +186,8 @@ def recommend(host: str, ports: Sequence[PortReport], *, credentials: bool) -> R
             reasons.append(Reason("no_auth_anywhere"))
             finding = next((f for r in open_ports for f in r.findings
                             if f.category is Category.AUTH_METHOD_REJECTED), None)
-    if finding is None:
-        closed = [r for r in ports if r.state is not PortState.OPEN]
+    if finding is None and not uncovered and not inbound_only:
+        closed = closed_ports
         if closed and all(r.state is PortState.FILTERED for r in closed):
             reasons.append(Reason("all_filtered"))
         elif closed and all(r.state is PortState.REFUSED for r in closed):

@@ -3,15 +3,19 @@
 It answers from a fixed list of records for one zone over UDP and TCP on the same port, inside
 the caller's event loop. It never recurses and never forwards: names outside its zone get
 REFUSED. Per-name behaviours let tests provoke the failures real servers produce (SERVFAIL,
-silence, REFUSED, truncation, slow answers).
+silence, REFUSED, truncation, slow answers) and what hostile or broken ones do: an answer that
+comes only once and late, forged replies with the wrong query id, junk datagrams before the
+real answer. `unused_udp_port` gives a port where nothing listens (a resolver that "refuses"
+with ICMP port unreachable), `many_mx` the records of a domain with hundreds of MX hosts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import struct
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -27,10 +31,20 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-__all__ = ["BEHAVIOURS", "LabDns", "Record"]
+__all__ = ["BEHAVIOURS", "LabDns", "Record", "many_mx", "unused_udp_port"]
 
-# "delay:SECONDS" is accepted as well (answer normally after that pause).
-BEHAVIOURS = frozenset({"servfail", "timeout", "refused", "truncate"})
+# Besides these, "delay:SECONDS" (answer every query after that pause) and "late:SECONDS"
+# (answer only the first query for the name after that pause; repeats, with the same query id
+# or a new one, get nothing, as from a server that drops duplicates of a query it is working
+# on) are accepted.
+# "wrong-id": over UDP a forged NXDOMAIN with another query id comes first, the real answer
+# 50 ms later (a client that does not check the id believes the forgery).
+# "junk": over UDP bytes that are not DNS and an answer to another question come first, the
+# real answer 50 ms later.
+BEHAVIOURS = frozenset({"servfail", "timeout", "refused", "truncate", "wrong-id", "junk"})
+_TIMED = ("delay", "late")
+# How long the decoys of "wrong-id" and "junk" come before the real answer.
+_DECOY_LEAD = 0.05
 
 # RFC 1034 3.6.2: a CNAME chain longer than this is treated as a loop.
 _MAX_CNAME_CHAIN = 8
@@ -50,24 +64,54 @@ class Record:
 
 @dataclass(frozen=True)
 class _Behaviour:
-    action: str  # "answer", "servfail", "timeout", "refused", "truncate"
+    # "answer", "late", "servfail", "timeout", "refused", "truncate", "wrong-id", "junk"
+    action: str
     delay: float = 0.0
 
 
 def _parse_behaviour(spec: str) -> _Behaviour:
     spec = spec.strip().lower()
-    if spec.startswith("delay:"):
+    kind, colon, value = spec.partition(":")
+    if colon and kind in _TIMED:
         try:
-            delay = float(spec.removeprefix("delay:"))
+            delay = float(value)
         except ValueError:
             raise ValueError(f"bad delay in behaviour {spec!r}") from None
         if not 0 <= delay <= 3600:
             raise ValueError(f"delay out of range in behaviour {spec!r}")
-        return _Behaviour("answer", delay)
+        return _Behaviour("answer" if kind == "delay" else "late", delay)
     if spec not in BEHAVIOURS:
-        known = ", ".join(sorted(BEHAVIOURS | {"delay:SECONDS"}))
+        known = ", ".join(sorted(BEHAVIOURS | {f"{k}:SECONDS" for k in _TIMED}))
         raise ValueError(f"unknown behaviour {spec!r} (known: {known})")
     return _Behaviour(spec)
+
+
+def unused_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port on loopback `host` where nothing listens: a query sent there is answered by
+    the kernel with ICMP port unreachable, as from a resolver address with no DNS service
+    (the port was free a moment ago; nothing in the lab takes ports at random but the kernel)."""
+    if not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"only loopback ports, not {host}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def many_mx(domain: str, count: int, *, addresses: Sequence[str] = ("127.0.0.1",),
+            first_preference: int = 10) -> list[Record]:
+    """The records of a domain with `count` MX hosts `mx0.DOMAIN` ... (preferences rising
+    from `first_preference`), each with one A or AAAA record, the `addresses` in turn."""
+    if count < 1 or not addresses:
+        raise ValueError("many_mx needs at least one host and one address")
+    records: list[Record] = []
+    for i in range(count):
+        host = f"mx{i}.{domain}"
+        address = addresses[i % len(addresses)]
+        records.append(Record(domain, "MX", f"{first_preference + i} {host}."))
+        records.append(Record(host, "AAAA" if ":" in address else "A", address))
+    return records
 
 
 def _being_cancelled() -> bool:
@@ -84,7 +128,9 @@ class LabDns:
     """An authoritative DNS server for `zone` on `host`, used as an async context manager.
 
     `behaviour` maps a name (`"mx1.slow.test"`) or a name and type (`"mx1.slow.test/AAAA"`,
-    more specific wins) to "servfail", "timeout", "refused", "truncate" or "delay:SECONDS".
+    more specific wins) to "servfail", "timeout", "refused", "truncate", "wrong-id", "junk",
+    "delay:SECONDS" or "late:SECONDS" (see BEHAVIOURS). `zone="."` serves every name, so
+    public-looking names (`mx.probe-lab.net`) can sit beside `.test` ones.
     """
 
     def __init__(
@@ -114,6 +160,8 @@ class LabDns:
 
         self.queries: list[tuple[str, str]] = []  # (name, type) in arrival order, both transports
         self.tcp_queries: list[tuple[str, str]] = []  # the ones that came over TCP
+        self.query_ids: list[tuple[str, str, int]] = []  # (name, type, id), as `queries`
+        self._answered_late: set[tuple[str, str]] = set()  # "late": answered (or answering)
         # Queries being answered right now (only a "delay" keeps one open), and the peak.
         self.in_flight = 0
         self.max_in_flight = 0
@@ -154,13 +202,15 @@ class LabDns:
     def _add_apex_defaults(self) -> None:
         apex = self._rrsets.setdefault(self.zone, {})
         ns = dns.name.Name(("ns",) + self.zone.labels)
+        # Built as names, so the root zone (".") gets "hostmaster." and not "hostmaster..".
+        hostmaster = dns.name.Name(("hostmaster",) + self.zone.labels)
         if dns.rdatatype.SOA not in apex:
             soa = dns.rrset.from_text(
                 self.zone,
                 60,
                 "IN",
                 "SOA",
-                f"{ns} hostmaster.{self.zone} 1 3600 600 86400 60",
+                f"{ns} {hostmaster} 1 3600 600 86400 60",
             )
             apex[dns.rdatatype.SOA] = soa
         if dns.rdatatype.NS not in apex:
@@ -225,7 +275,23 @@ class LabDns:
         response.set_rcode(dns.rcode.SERVFAIL)  # a CNAME loop
         return response
 
-    async def _handle(self, wire: bytes, tcp: bool) -> bytes | None:
+    def _decoys(self, query: dns.message.Message, behaviour: _Behaviour) -> list[bytes]:
+        """What a hostile "wrong-id" or "junk" server sends before its real answer."""
+        if behaviour.action == "wrong-id":
+            forged = dns.message.make_response(query)
+            forged.id = (query.id + 1) % 65536
+            forged.set_rcode(dns.rcode.NXDOMAIN)
+            return [forged.to_wire()]
+        if behaviour.action == "junk":
+            other = dns.message.make_query("elsewhere.invalid.", dns.rdatatype.A)
+            other.id = query.id
+            stray = dns.message.make_response(other)
+            stray.set_rcode(dns.rcode.NXDOMAIN)
+            return [b"\x00\x01 this is not DNS", query.to_wire()[:7], stray.to_wire()]
+        return []
+
+    async def _handle(self, wire: bytes, tcp: bool,
+                      send_early: Callable[[bytes], None] | None = None) -> bytes | None:
         try:
             query = dns.message.from_wire(wire)
         except dns.exception.DNSException:
@@ -240,11 +306,22 @@ class LabDns:
                 dns.rdatatype.to_text(question.rdtype),
             )
             self.queries.append(asked)
+            self.query_ids.append((*asked, query.id))
             if tcp:
                 self.tcp_queries.append(asked)
             behaviour = self._behaviour_for(question.name, question.rdtype)
+            if behaviour.action == "late":
+                if asked in self._answered_late:
+                    return None  # a repeat: dropped
+                self._answered_late.add(asked)
         if behaviour.action == "timeout":
             return None
+        if send_early is not None:
+            decoys = self._decoys(query, behaviour)
+            for decoy in decoys:
+                send_early(decoy)
+            if decoys:
+                behaviour = _Behaviour("answer", max(behaviour.delay, _DECOY_LEAD))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -258,7 +335,14 @@ class LabDns:
             return response.to_wire()
         response = self._answer(query, behaviour)
         if tcp:
-            return response.to_wire()
+            # RFC 7766 8: over TCP the message may be as large as 65535 bytes, whatever the
+            # client announced for UDP (make_response copied that into the response).
+            try:
+                return response.to_wire(max_size=65535)
+            except dns.exception.TooBig:
+                failed = dns.message.make_response(query)
+                failed.set_rcode(dns.rcode.SERVFAIL)
+                return failed.to_wire()
         limit = max(query.payload, _PLAIN_UDP_SIZE) if query.edns >= 0 else _PLAIN_UDP_SIZE
         try:
             return response.to_wire(max_size=limit)
@@ -280,9 +364,13 @@ class LabDns:
         return task
 
     async def _udp_reply(self, wire: bytes, addr: tuple[str, int]) -> None:
-        reply = await self._handle(wire, tcp=False)
-        if reply is not None and self._udp is not None and not self._udp.is_closing():
-            self._udp.sendto(reply, addr)
+        def send(data: bytes) -> None:
+            if self._udp is not None and not self._udp.is_closing():
+                self._udp.sendto(data, addr)
+
+        reply = await self._handle(wire, tcp=False, send_early=send)
+        if reply is not None:
+            send(reply)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # RFC 1035 4.2.2 / RFC 7766 8: each message has a two-byte length prefix.

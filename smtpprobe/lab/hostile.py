@@ -7,6 +7,13 @@ that belong to another command, STARTTLS that leads nowhere, a downgrade that hi
 and a server that echoes the credentials it was sent. The robustness tests of smtpprobe run
 every command against each of them.
 
+`GLITCHES` are servers that fail for a while and then work, or fail only some of the time, the
+way a busy or restarting MTA does: they drop the first connections right after the greeting,
+greet the first connections with 421, or answer some RCPTs with 421 and close. The batch tests
+check that such a glitch decides no address that a lone check would have answered. The
+factories (`drop_after_greeting`, `busy_greeting`, `rcpt_421`) make them with other counts;
+each server keeps its own count.
+
 Where a script is not misbehaving it acts like a small Postfix-like MTA (`_Mta`): mailboxes are
 the server's `local_parts`, anything else gets 550 5.1.1. Scripts that wait forever wait for
 the client to go away or for the lab server to close, never longer than `COMMAND_TIMEOUT`.
@@ -18,13 +25,15 @@ import asyncio
 import base64
 import binascii
 import socket
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Self
 
-from .smtp import COMMAND_TIMEOUT, RawConnection, Scenario
+from .smtp import COMMAND_TIMEOUT, LabServer, RawConnection, Scenario
 
-__all__ = ["HOSTILE", "FilteredPort", "describe"]
+__all__ = ["GLITCHES", "HOSTILE", "FilteredPort", "busy_greeting", "describe",
+           "drop_after_greeting", "rcpt_421"]
 
 # Postfix's default extensions, minus the ones a script adds itself.
 _EXTENSIONS = ("PIPELINING", "SIZE 10240000", "ENHANCEDSTATUSCODES", "8BITMIME")
@@ -413,6 +422,94 @@ async def _escape_codes(conn: RawConnection) -> None:
     await mta.run()
 
 
+# --- glitches: servers that fail for a while, or now and then -----------------------------------
+
+
+class _Count:
+    """Connections per lab server, in the order their scripts start (one count per server,
+    so one scenario can serve several servers)."""
+
+    def __init__(self) -> None:
+        self._seen: weakref.WeakKeyDictionary[LabServer, int] = weakref.WeakKeyDictionary()
+
+    def next(self, server: LabServer) -> int:
+        number = self._seen.get(server, 0) + 1
+        self._seen[server] = number
+        return number
+
+
+def drop_after_greeting(first: int = 3) -> Scenario:
+    """Greets the first `first` connections and closes each when the client's first command
+    (EHLO) arrives, without a reply, as a server does that restarts or runs out of processes;
+    every later one gets the MTA."""
+    count = _Count()
+
+    async def script(conn: RawConnection) -> None:
+        mta = _Mta(conn)
+        await mta.greet()
+        if count.next(conn.server) <= first:
+            await conn.read_command()
+            conn.close()
+            return
+        await mta.run()
+
+    return Scenario("drop_after_greeting", f"greets the first {first} connections and "
+                    "drops them at the first command, then acts as an MTA", raw=script)
+
+
+def busy_greeting(first: int = 3) -> Scenario:
+    """Greets the first `first` connections with 421 4.7.0 too many connections and hangs
+    up (RFC 5321 3.8), as Postfix does at its connection limits; then the MTA."""
+    count = _Count()
+
+    async def script(conn: RawConnection) -> None:
+        if count.next(conn.server) <= first:
+            await conn.send(f"421 4.7.0 {conn.server.hostname} Error: too many connections "
+                            f"from {conn.peer_ip}")
+            conn.close()
+            return
+        mta = _Mta(conn)
+        await mta.greet()
+        await mta.run()
+
+    return Scenario("busy_greeting", f"greets the first {first} connections with 421 4.7.0 "
+                    "too many connections, then acts as an MTA", raw=script)
+
+
+RCPT_421 = "421 4.3.2 Service shutting down and closing transmission channel"
+
+
+def rcpt_421(nth: int = 5, busy: str = "busy") -> Scenario:
+    """An MTA that answers the `nth` RCPT of every connection, and every RCPT to a local part
+    that starts with `busy`, with RCPT_421 and closes: a lone check (one or two RCPTs) meets
+    only the second; a batch meets both."""
+
+    async def script(conn: RawConnection) -> None:
+        rcpts = 0
+
+        async def rcpt(mta: _Mta, line: str) -> bool:
+            nonlocal rcpts
+            if not mta.in_mail:
+                await conn.send("503 5.5.1 Error: need MAIL command")
+                return False
+            rcpts += 1
+            start, end = line.find("<"), line.rfind(">")
+            local = line[start + 1:end].rpartition("@")[0].lower() if 0 <= start < end else ""
+            if rcpts == nth or local.startswith(busy):
+                await conn.send(RCPT_421)
+                return True
+            await conn.send(mta._rcpt(line))
+            return False
+
+        mta = _Mta(conn, hooks={"RCPT": rcpt})
+        await mta.greet()
+        await mta.run()
+
+    return Scenario("rcpt_421", f"answers the RCPT number {nth} of each connection, and any "
+                    f"RCPT to a local part starting with {busy!r}, with 421 and closes",
+                    raw=script)
+
+
 def closed_port() -> int:
     """A port nothing listens on (it was free a moment ago): connecting is refused."""
     with socket.socket() as sock:
@@ -498,6 +595,9 @@ _HOSTILE_LIST = (
 )
 
 HOSTILE: Mapping[str, Scenario] = MappingProxyType({s.name: s for s in _HOSTILE_LIST})
+
+GLITCHES: Mapping[str, Scenario] = MappingProxyType({s.name: s for s in (
+    drop_after_greeting(), busy_greeting(), rcpt_421())})
 
 
 def describe() -> list[tuple[str, str]]:

@@ -12,23 +12,24 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .dns import LabDns, Record
-from .smtp import LabServer, ServerSpec, serve_many
+from .smtp import LabServer, Scenario, ServerSpec, serve_many
 from .tls import LabCA
 
 
 @dataclass(frozen=True, slots=True)
 class Domain:
     """A test domain: its MX hosts as (preference, host name, loopback address, scenario);
-    a scenario of None means nothing listens there (connections are refused)."""
+    the scenario is a name, a `Scenario` (a glitch of lab.hostile, a test's own script), or
+    None: nothing listens there (connections are refused)."""
 
     name: str
-    mx: tuple[tuple[int, str, str, str | None], ...] = ()
+    mx: tuple[tuple[int, str, str, str | Scenario | None], ...] = ()
     null_mx: bool = False
     summary: str = ""
 
@@ -85,17 +86,20 @@ def records_for(domains: Sequence[Domain]) -> list[Record]:
 @asynccontextmanager
 async def lab_world(domains: Sequence[Domain] = DEMO_DOMAINS, *,
                     greylist_delay: float = 1.0,
-                    dns_host: str = "127.0.0.1") -> AsyncIterator[LabWorld]:
-    """Start the DNS server and one lab server per MX host, all in the running loop."""
+                    dns_host: str = "127.0.0.1",
+                    local_parts: Collection[str] | None = None) -> AsyncIterator[LabWorld]:
+    """Start the DNS server and one lab server per MX host, all in the running loop.
+    `local_parts`: the mailboxes of every server (default: alice, bob and postmaster)."""
     ca = LabCA.create()
-    hosts: dict[str, tuple[str, str]] = {}
+    hosts: dict[str, tuple[str, str | Scenario]] = {}
     for domain in domains:
         for _, host, address, scenario in domain.mx:
             if scenario is not None:
                 hosts.setdefault(host, (address, scenario))
     cert = ca.issue(*hosts) if hosts else None
+    mailboxes = ServerSpec.local_parts if local_parts is None else local_parts
     specs = [ServerSpec(scenario=scenario, host=address, hostname=host, cert=cert,
-                        greylist_delay=greylist_delay)
+                        greylist_delay=greylist_delay, local_parts=mailboxes)
              for host, (address, scenario) in hosts.items()]
     with tempfile.TemporaryDirectory(prefix="smtpprobe-world-") as tmp:
         cafile = str(ca.write_pem(Path(tmp) / "lab-ca.pem"))

@@ -618,8 +618,11 @@ class Session:
         from smtpprobe.core.certs import TrustStore, inspect_chain
 
         store = self.trust or TrustStore((), "(no trust store given)")
+        # A server given by its address must be covered by that address (RFC 6125: an
+        # iPAddress entry), just as a named one by its name.
         return inspect_chain(chain, version=version, cipher=cipher_name, bits=bits,
-                             expected_name=self.endpoint.name, store=store)
+                             expected_name=self.endpoint.name or self.endpoint.address,
+                             store=store)
 
 
     async def auth(self, user: str, password: str, mechanism: str) -> list[Step]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from smtpprobe.core import wire
@@ -25,9 +25,12 @@ from smtpprobe.core.tlsproblems import tls_problems
 from smtpprobe.core.verdict import Summary, Transaction, decide, slow_steps
 from smtpprobe.core.wire import Command
 from smtpprobe.models import (
+    AuthResult,
     Capabilities,
     CheckReport,
+    Credentials,
     FailureKind,
+    Finding,
     HostReport,
     MxHost,
     MxResult,
@@ -43,6 +46,12 @@ if TYPE_CHECKING:
 
 DEFAULT_STAGGER = 0.5  # seconds before the next MX host is tried beside a silent one
 MAX_PARALLEL_ATTEMPTS = 4
+# Postfix's smtp_mx_session_limit (postconf(5), default 2): "the maximal number of SMTP
+# sessions per delivery request before the Postfix SMTP client gives up", not counting
+# sessions that fail to complete the initial handshake (greeting and EHLO). After that many
+# sessions without a definitive answer the check tries no further address. (How many
+# addresses there are at most is net.dns.MX_ADDRESS_LIMIT, Postfix's smtp_mx_address_limit.)
+MX_SESSION_LIMIT = 2
 MAX_CONCURRENT_CHECKS = 20  # addresses checked at once by check_all
 
 Resolver = Callable[..., Awaitable[MxResult]]
@@ -59,12 +68,16 @@ class CheckOptions:
     source_address: str | None = None
     cafile: str | None = None
     starttls: bool = True
+    implicit_tls: bool = False  # TLS from the first byte (port 465, RFC 8314 3.3)
     pipelining: bool = True  # use PIPELINING when the server offers it
     catch_all: bool = False
     server: tuple[str, int] | None = None  # talk to this server instead of the MX hosts
     nameservers: tuple[tuple[str, int], ...] | None = None
     dns_timeout: float = 5.0
     stagger: float = DEFAULT_STAGGER
+    # Connect to loopback, private and link-local addresses of public names too (they are
+    # skipped with a finding otherwise); names under .test, .localhost ... may always have them.
+    allow_private: bool = False
 
 
 @dataclass(slots=True)
@@ -78,6 +91,7 @@ class Conversation:
     session: Session | None = None
     # Facts found on the way (no STARTTLS, certificate problems), classified with the steps.
     observations: list[tuple[Stage, FailureKind, str]] = field(default_factory=list)
+    found: list[Finding] = field(default_factory=list)  # already classified (the login's)
     definitive: bool = False  # set once, when the conversation ends (core.verdict)
     greeted: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -166,7 +180,8 @@ class Checker:
     def __init__(self, kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions, *,
                  resolve: Resolver | None = None, rng: random.Random | None = None,
                  redactor: Redactor | None = None, trust: TrustStore | None = None,
-                 strategy: Strategy | None = None) -> None:
+                 strategy: Strategy | None = None,
+                 credentials: Credentials | None = None) -> None:
         # A loader instead of a knowledge base: it runs in a thread while the first
         # conversation waits for the network (classification needs it only at the end).
         self._kb = None if callable(kb) else kb
@@ -177,6 +192,7 @@ class Checker:
         self.rng = rng or random.Random()
         self.redactor = redactor or Redactor()
         self.strategy: Strategy = strategy or Lone()
+        self.credentials = credentials  # a login before MAIL (a submission server)
         self._trust = trust
         self._trust_loading: asyncio.Future[TrustStore] | None = None
         self._resolve = resolve  # None: dnspython's, imported on first use (start-up time)
@@ -202,7 +218,8 @@ class Checker:
     def _start_loading(self) -> None:
         if self._kb is None and self._loading is None and self._load is not None:
             self._loading = asyncio.ensure_future(asyncio.to_thread(self._load))
-        if self._trust is None and self._trust_loading is None and self.options.starttls:
+        if self._trust is None and self._trust_loading is None and (
+                self.options.starttls or self.options.implicit_tls):
             self._trust_loading = asyncio.ensure_future(asyncio.to_thread(self._load_trust))
 
     async def knowledge(self) -> KnowledgeBase:
@@ -249,13 +266,17 @@ class Checker:
             use_tls = self.options.starttls
         session = self.session(conv, deadline)
         conv.session = session
-        opening = await open_dialog(session, starttls=use_tls, trust=self.trust,
+        implicit = self.options.implicit_tls
+        if implicit:
+            session.trust = await self.trust()  # the handshake comes with the connection
+        opening = await open_dialog(session, starttls=use_tls and not implicit,
+                                    implicit_tls=implicit, trust=self.trust,
                                     on_greeting=conv.greeted.set)
         conv.steps.extend(opening.steps)
         if opening.tls is Tls.NOT_OFFERED:
             conv.observations.append((Stage.STARTTLS, FailureKind.NOT_OFFERED,
                                       f"{conv.host.name} does not offer STARTTLS"))
-        elif opening.tls is Tls.UP and session.tls is not None:
+        elif opening.tls in (Tls.UP, Tls.IMPLICIT) and session.tls is not None:
             conv.observations.extend((Stage.STARTTLS, kind, detail)
                                      for kind, detail in tls_problems(session.tls,
                                                                       conv.host.name))
@@ -263,6 +284,25 @@ class Checker:
             session.close()
             return await self.open(conv, deadline, use_tls=False)
         return session if opening.ready else None
+
+    async def login(self, conv: Conversation, session: Session) -> bool:
+        """With credentials (checking a submission server): AUTH before MAIL, as a mail
+        program does, with the login's rules for when the password may go (probe/login.py).
+        False when the transaction should not start."""
+        if self.credentials is None:
+            return True
+        from smtpprobe.probe.login import login
+
+        await self.knowledge()
+        steps: list[Step] = []
+        outcome = await login(session, self.credentials, self.classifier, steps,
+                              allow_plaintext=False, tls_expected=True, verify=True)
+        conv.steps += steps
+        if outcome.result is AuthResult.OK:
+            return True
+        if not steps and outcome.finding is not None:
+            conv.found.append(outcome.finding)  # withheld or not offered: nothing was sent
+        return False
 
     def transaction(self, recipients: Sequence[str], caps: Capabilities | None, *,
                     rset: bool = False) -> list[Command]:
@@ -284,6 +324,8 @@ class Checker:
             if session is None:
                 if conv.session is not None:
                     await conv.session.quit()
+            elif not await self.login(conv, session):
+                await session.quit()
             else:
                 caps = session.capabilities
                 conv.steps += await exchange(session, self.transaction(recipients, caps),
@@ -319,8 +361,9 @@ class Checker:
         # The one classification pass: every step and observation gets its finding here.
         classify = self.classifier
         summaries = [Summary(tuple(classify.steps(c.steps)),
-                             tuple(classify.observe(*fact) for fact in
-                                   [*c.observations, *slow_steps(c.steps, c.host.name)]),
+                             (*c.found, *(classify.observe(*fact) for fact in
+                                          [*c.observations,
+                                           *slow_steps(c.steps, c.host.name)])),
                              c.definitive, where=f"{c.host.name} [{c.address}]")
                      for c in convs]
         decision = decide(classify, address, mx, summaries,
@@ -337,6 +380,10 @@ class Checker:
 
     async def lookup(self, address: Address, deadline: float) -> MxResult:
         """The mail hosts of the address's domain (or the --server), within the deadline."""
+        # The knowledge base and trust store load in threads while DNS waits; started before
+        # the queries open their sockets, so a run short of file descriptors cannot starve
+        # the loading (it needs a few files and, the first time, an import).
+        self._start_loading()
         opts = self.options
         if opts.server is not None:
             host, port = opts.server
@@ -347,29 +394,52 @@ class Checker:
                             hosts=(MxHost(address.literal, 0, (address.literal,)),))
         budget = max(0.1, min(opts.dns_timeout, deadline - asyncio.get_running_loop().time()))
         return await self.resolve(address.ascii_domain, nameservers=opts.nameservers,
-                                  timeout=budget, rng=self.rng)
+                                  timeout=budget, rng=self.rng,
+                                  allow_private=opts.allow_private)
 
     async def _host_result(self, host: str, deadline: float) -> MxResult:
         from smtpprobe.core.address import is_ip
 
         if is_ip(host):
+            # An address the user typed is used as typed, loopback and private included.
             return MxResult(domain=host, hosts=(MxHost(host, 0, (host,)),))
-        from smtpprobe.net.dns import resolve_host
+        from smtpprobe.net.dns import resolve_server
 
         budget = max(0.1, min(self.options.dns_timeout,
                               deadline - asyncio.get_running_loop().time()))
-        found = await resolve_host(host, nameservers=self.options.nameservers, timeout=budget)
-        return MxResult(domain=host, hosts=(found,), failure=found.failure)
+        found = await resolve_server(host, nameservers=self.options.nameservers, timeout=budget,
+                                     allow_private=self.options.allow_private)
+        return replace(found, domain=host)
 
     async def _attempts(self, mx: MxResult, recipients: Sequence[str],
                         deadline: float) -> list[Conversation]:
-        """Run conversations in MX order, staggered; return the started ones in that order."""
+        """Run conversations in MX order, staggered; return the started ones in that order.
+
+        The addresses are the lookup's (at most net.dns.MX_ADDRESS_LIMIT); after
+        MX_SESSION_LIMIT sessions without a definitive answer no further one is started, and
+        an observation on the last says which addresses were not tried."""
         port = self.options.server[1] if self.options.server else self.options.port
         pending = [Conversation(host, addr, port) for host in mx.hosts for addr in host.addresses]
         pending.reverse()  # pop() takes the most preferred
         started: list[Conversation] = []
         tasks: list[asyncio.Task[Conversation]] = []
         loop = asyncio.get_running_loop()
+
+        def sessions() -> int:
+            # A session counts once the server greeted and (when it has ended) took the EHLO.
+            return sum(1 for c in started if c.greeted.is_set() and (not c.done.is_set() or any(
+                s.stage is Stage.EHLO and s.replied(250) for s in c.steps)))
+
+        def not_tried() -> None:
+            left = list(reversed(pending))
+            hosts = list(dict.fromkeys(c.host.name for c in left))
+            what = "address was" if len(left) == 1 else "addresses were"
+            more = " ..." if len(hosts) > 3 else ""
+            started[-1].observations.append((
+                Stage.CONNECT, FailureKind.MX_LIMIT,
+                f"{sessions()} sessions ended without a definitive answer; {len(left)} more "
+                f"{what} not tried ({', '.join(hosts[:3])}{more}): smtpprobe opens at most "
+                f"{MX_SESSION_LIMIT} sessions per check (as Postfix's smtp_mx_session_limit)"))
 
         def start_next() -> None:
             conv = pending.pop()
@@ -396,11 +466,14 @@ class Checker:
                 if not running:
                     if not pending or loop.time() >= deadline:
                         break
+                    if sessions() >= MX_SESSION_LIMIT:
+                        not_tried()
+                        break
                     start_next()
                     continue
                 silent = [c for c in running if not c.greeted.is_set()]
                 may_add = bool(pending) and len(silent) == len(running) and (
-                    len(running) < MAX_PARALLEL_ATTEMPTS)
+                    len(running) < MAX_PARALLEL_ATTEMPTS) and sessions() < MX_SESSION_LIMIT
                 waiters = [asyncio.ensure_future(c.done.wait()) for c in running]
                 waiters += [asyncio.ensure_future(c.greeted.wait()) for c in silent]
                 done, rest = await asyncio.wait(
@@ -419,24 +492,63 @@ class Checker:
         return started
 
 
-async def check_all(checker: Checker, addresses: Sequence[Address], *,
-                    on_done: Callable[[int, CheckReport], None] | None = None
-                    ) -> list[CheckReport]:
-    """Check many addresses; reports in input order, `on_done(index, report)` as each is
-    ready. `--deadline` bounds the whole run, not each address. With the `Lone` strategy this
-    is the one-by-one reference the batch must agree with; with `batch.Pooled` it is
-    `check --file`."""
-    gate = asyncio.Semaphore(checker.strategy.concurrent_checks or max(1, len(addresses)))
-    deadline = asyncio.get_running_loop().time() + checker.options.deadline
+async def check_all(checker: Checker, addresses: Iterable[Address], *,
+                    on_done: Callable[[int, CheckReport], None] | None = None,
+                    collect: bool = True) -> list[CheckReport]:
+    """Check many addresses; `on_done(index, report)` as each is ready, and (with `collect`)
+    the reports in input order. `--deadline` bounds the whole run, not each address. With the
+    `Lone` strategy this is the one-by-one reference the batch must agree with; with
+    `batch.Pooled` it is `check --file`.
 
-    async def one(index: int, address: Address) -> CheckReport:
-        async with gate:
+    At most `strategy.concurrent_checks` addresses are in flight (all of them when None): the
+    next one starts, in input order, when one is done. So with `collect=False` the memory a
+    run needs is that of the window, however long the list (`addresses` may be an iterator).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + checker.options.deadline
+    width = checker.strategy.concurrent_checks
+    slots = asyncio.Semaphore(width) if width else None
+    reports: dict[int, CheckReport] = {}
+    running: set[asyncio.Task[None]] = set()
+    failures: list[BaseException] = []
+
+    async def one(index: int, address: Address) -> None:
+        try:
             report = await checker.check(address, deadline=deadline)
+        finally:
+            if slots is not None:
+                slots.release()
+        if collect:
+            reports[index] = report
         if on_done is not None:
             on_done(index, report)
-        return report
 
+    def ended(task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        if not task.cancelled():
+            failure = task.exception()
+            if failure is not None:
+                failures.append(failure)  # the feeder stops at the next address
+
+    count = 0
     try:
-        return list(await asyncio.gather(*(one(i, a) for i, a in enumerate(addresses))))
+        for index, address in enumerate(addresses):
+            if slots is not None:
+                await slots.acquire()
+            if failures:
+                break
+            task = asyncio.create_task(one(index, address))
+            running.add(task)
+            task.add_done_callback(ended)
+            count = index + 1
+        while running and not failures:
+            await asyncio.wait(set(running), return_when=asyncio.FIRST_EXCEPTION)
+        if failures:
+            raise failures[0]
+        return [reports[i] for i in range(count)] if collect else []
     finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
         await checker.strategy.close()

@@ -1,15 +1,17 @@
 """The login a sweep and a relay check share: which mechanism, whether the password may go,
 and what the server's answer means.
 
-The password is only sent when the connection protects it: encrypted, with a certificate
-that verifies for the host, unless the user allows otherwise. Mechanisms are tried best first;
-the next one only when the server objects to the mechanism itself.
+The password is only sent when the connection protects it: encrypted with TLS 1.2 or newer
+(RFC 8996), with a certificate that verifies for the host (for a server given by its address,
+an iPAddress entry of that address, RFC 6125), unless the user allows otherwise. Mechanisms
+are tried best first; the next one only when the server objects to the mechanism itself.
 """
 
 from __future__ import annotations
 
 from smtpprobe.core.classify import Classifier
 from smtpprobe.core.recommendation import mechanism_order
+from smtpprobe.core.tlsproblems import is_outdated, name_problem
 from smtpprobe.models import (
     AuthOutcome,
     AuthResult,
@@ -56,13 +58,15 @@ def _next_mechanism_may_help(step: Step) -> bool:
 
 async def login(session: Session, creds: Credentials, classifier: Classifier,
                 steps: list[Step], *, allow_plaintext: bool, tls_expected: bool = False,
-                verify: bool = True) -> AuthOutcome:
+                verify: bool = True, allow_old_tls: bool = False) -> AuthOutcome:
     """AUTH with the best mechanism offered; the classified steps are added to `steps`.
 
     The password is withheld on an unencrypted connection unless `allow_plaintext`, and even
     then when TLS was expected here (a STARTTLS port that did not offer it looks exactly like
-    a man in the middle stripping it); and over TLS whose certificate does not verify for the
-    host unless `verify` is off (anyone could present such a one)."""
+    a man in the middle stripping it); over TLS whose certificate does not verify for the
+    host (its name, or for an address its iPAddress entry) unless `verify` is off (anyone
+    could present such a one); and over TLS 1.1 or older unless `allow_old_tls` (RFC 8996:
+    those versions no longer protect what they carry)."""
     ep = session.endpoint
     here = ep.where
     caps = session.capabilities
@@ -90,14 +94,24 @@ async def login(session: Session, creds: Credentials, classifier: Classifier,
             f"the connection to {here} is not encrypted; the password was not sent "
             f"(--allow-plaintext-auth would send it)"))
     tls = session.tls
-    if encrypted and verify and tls is not None and not (
-            tls.verified and tls.name_matches is not False):
-        problem = tls.verify_error if not tls.verified else (
-            f"it names {', '.join(tls.names[:3]) or 'no host'}, not {ep.name}")
+    target = ep.name or ep.address
+    if encrypted and verify and tls is not None and not tls.verified:
         return AuthOutcome(AuthResult.UNTRUSTED, finding=observe(
             Stage.AUTH, FailureKind.WITHHELD,
-            f"the certificate of {here} does not verify ({problem}); the password was "
-            f"not sent (--cafile for a private CA, --no-verify to send it anyway)"))
+            f"the certificate of {here} does not verify ({tls.verify_error}); the password "
+            f"was not sent (--cafile for a private CA, --no-verify to send it anyway)"))
+    if encrypted and verify and tls is not None and tls.name_matches is False:
+        advice = ("connect by a name the certificate covers, or --no-verify to send it "
+                  "anyway") if tls.names else "--no-verify to send it anyway"
+        return AuthOutcome(AuthResult.UNTRUSTED, finding=observe(
+            Stage.AUTH, FailureKind.WITHHELD,
+            f"the certificate of {here} does not verify for {target}: "
+            f"{name_problem(tls, target)}; the password was not sent ({advice})"))
+    if encrypted and tls is not None and is_outdated(tls) and not allow_old_tls:
+        return AuthOutcome(AuthResult.WITHHELD, finding=observe(
+            Stage.AUTH, FailureKind.WITHHELD,
+            f"the connection to {here} uses {tls.version}, older than TLS 1.2 (RFC 8996); "
+            f"the password was not sent (--allow-old-tls would send it)"))
     tried: list[str] = []
     outcome = NOT_TRIED
     for index, mechanism in enumerate(order):

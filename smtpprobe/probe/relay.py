@@ -17,7 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate
@@ -29,6 +29,7 @@ from smtpprobe.core.certs import TrustStore
 from smtpprobe.core.classify import Classifier
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.core.redact import Redactor
+from smtpprobe.core.tlsproblems import covered_names, tls_problems
 from smtpprobe.core.verdict import relay_verdict
 from smtpprobe.models import (
     AuthResult,
@@ -72,9 +73,13 @@ class RelayOptions:
     deadline: float = 60.0  # for the whole run
     allow_plaintext_auth: bool = False
     verify: bool = True  # a certificate problem fails the tls check
+    allow_old_tls: bool = False  # also send the password over TLS 1.0/1.1 (RFC 8996)
     nameservers: tuple[tuple[str, int], ...] | None = None
     dns_timeout: float = 5.0
     source_address: str | None = None
+    # Also loopback, private and link-local addresses of a public host name (skipped with a
+    # finding otherwise); names under .test, .localhost ... and typed addresses always may.
+    allow_private: bool = False
 
 
 def port_mode(port: int, tls: str) -> tuple[PortMode, bool]:
@@ -143,6 +148,34 @@ def build_message(mail_from: str, recipients: Sequence[str], *, helo: str,
     return msg.as_bytes(), message_id, subject
 
 
+# What a failed tls check shows beside its finding's title: the certificate's own facts, not
+# the last reply (the EHLO after STARTTLS says nothing about the certificate).
+_PROBLEM_NOTES = {
+    "self_signed": "cert_self_signed", "unknown_issuer": "cert_unknown_issuer",
+    "missing_intermediate": "cert_missing_intermediate", "untrusted": "cert_untrusted",
+    "no_trust_store": "cert_no_trust_store", "no_certificate": "cert_none",
+}
+
+
+def _tls_note(kind: FailureKind, tls: TlsInfo | None, label: str) -> Reason | None:
+    if tls is None:
+        return None
+    if kind in (FailureKind.CERT_NAME_MISMATCH_SUBMISSION, FailureKind.CERT_NAME_MISMATCH):
+        return Reason("cert_names", (("names", covered_names(tls) or "-"), ("name", label)))
+    if kind is FailureKind.CERT_EXPIRED:
+        return Reason("cert_expired", (("date", tls.not_after or "?"),))
+    if kind is FailureKind.CERT_NOT_YET_VALID:
+        return Reason("cert_not_yet_valid", (("date", tls.not_before or "?"),))
+    if kind is FailureKind.CERT_WRONG_PURPOSE:
+        return Reason("cert_wrong_purpose")
+    if kind is FailureKind.CERT_UNREADABLE:
+        return Reason("cert_unreadable")
+    if kind is FailureKind.TLS_OUTDATED:
+        return Reason("tls_outdated", (("version", tls.version),))
+    key = _PROBLEM_NOTES.get(tls.verify_problem or "")
+    return Reason(key) if key is not None else None
+
+
 def _temporary(finding: Finding | None, step: Step | None) -> bool:
     if step is not None and step.reply is not None:
         return step.reply.klass == 4
@@ -191,30 +224,45 @@ class Relay:
         deadline = loop.time() + self.options.deadline
         opts = self.options
         run = _Run()
-        address, name, dns_finding = await self._resolve(deadline)
-        if address is None:
+        addresses, name, dns_finding, notes = await self._resolve(deadline)
+        used: str | None = None
+        if not addresses:
             assert dns_finding is not None
             run.checks.append(RelayCheck("connect", CheckStatus.FAIL, dns_finding,
                                          temporary=dns_finding.retryable))
             self._skip_rest(run, "connect")
         else:
-            session = self._session(address, name, deadline)
-            try:
-                await self._main(session, run)
-            finally:
-                session.close()
+            # The addresses in turn (IPv6 first), the next one only when the TCP connection
+            # to this one failed; the attempts given up lead the connect check's steps.
+            given_up: list[Step] = []
+            for index, address in enumerate(addresses):
+                run, used = _Run(), address
+                session = self._session(address, name, deadline)
+                try:
+                    await self._main(session, run)
+                finally:
+                    session.close()
+                if (session.tcp_connected or index == len(addresses) - 1
+                        or loop.time() >= deadline):
+                    break
+                given_up += run.checks[0].steps
+            if given_up:
+                run.checks[0] = replace(run.checks[0],
+                                        steps=(*given_up, *run.checks[0].steps))
+            assert used is not None
             if opts.open_relay_check:
-                relay_session = self._session(address, name, deadline)
+                relay_session = self._session(used, name, deadline)
                 try:
                     run.checks.append(await self._open_relay(relay_session))
                 finally:
                     relay_session.close()
         return RelayReport(
-            host=opts.host, address=address or "", port=opts.port, mode=self.mode,
+            host=opts.host, address=used or "", port=opts.port, mode=self.mode,
             verdict=relay_verdict(run.checks), checks=tuple(run.checks), tls=run.tls,
             message_id=run.message_id, queue_id=run.queue_id,
             user=self.credentials.user if self.credentials else None,
-            elapsed_ms=(time.perf_counter() - started) * 1000)
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+            addresses=addresses, address_findings=notes)
 
     def _session(self, address: str, name: str | None, deadline: float) -> Session:
         opts = self.options
@@ -229,19 +277,26 @@ class Relay:
         opening.secured = self.classifier.steps(opening.secured)
         return opening
 
-    async def _resolve(self, deadline: float) -> tuple[str | None, str | None, Finding | None]:
+    async def _resolve(self, deadline: float) -> tuple[
+            tuple[str, ...], str | None, Finding | None, tuple[Finding, ...]]:
+        """The addresses to try in turn, the name to expect, why there is none, and what
+        was left out (net.dns.resolve_server's warnings, classified)."""
         host = self.options.host
         if is_ip(host):
-            return host, None, None
-        from smtpprobe.net.dns import resolve_host
+            # An address the user typed is used as typed, loopback and private included.
+            return (host,), None, None, ()
+        from smtpprobe.net.dns import resolve_server
 
         loop = asyncio.get_running_loop()
         budget = max(0.1, min(self.options.dns_timeout, deadline - loop.time()))
-        found = await resolve_host(host, nameservers=self.options.nameservers, timeout=budget)
-        if found.addresses:
-            return found.addresses[0], host, None
+        found = await resolve_server(host, nameservers=self.options.nameservers,
+                                     timeout=budget, allow_private=self.options.allow_private)
+        notes = tuple(self.classifier.failure(Stage.DNS, w) for w in found.warnings)
+        addresses = found.hosts[0].addresses if found.hosts else ()
+        if addresses:
+            return addresses, host, None, notes
         failure = found.failure or Failure(FailureKind.DNS_NO_ADDRESS, f"{host} has no address")
-        return None, None, self.classifier.failure(Stage.DNS, failure)
+        return (), None, self.classifier.failure(Stage.DNS, failure), notes
 
     # The checks after the first one that could not run: skipped, with the reason.
     def _skip_rest(self, run: _Run, after: str) -> None:
@@ -331,7 +386,8 @@ class Relay:
         steps: list[Step] = []
         outcome = await login(run.session, self.credentials, self.classifier, steps,
                               allow_plaintext=opts.allow_plaintext_auth,
-                              tls_expected=self.tls_required, verify=opts.verify)
+                              tls_expected=self.tls_required, verify=opts.verify,
+                              allow_old_tls=opts.allow_old_tls)
         elapsed = (time.perf_counter() - started) * 1000
         if outcome.result is AuthResult.OK:
             run.checks.append(RelayCheck("auth", CheckStatus.PASS, outcome.finding,
@@ -391,18 +447,23 @@ class Relay:
 
     def _tls_check(self, session: Session, steps: list[Step], label: str,
                    started: float) -> RelayCheck:
-        problems = self.classifier.tls(session.tls, label)
-        serious = [f for f in problems if f.severity not in (Severity.OK, Severity.INFO)]
+        tls = session.tls
+        # A relay is a server users log in to: a name mismatch is about the name in their
+        # settings (the submission variant of the finding), not about an MX record.
+        found = tls_problems(tls, label, submission=True) if tls is not None else []
+        problems = [(kind, self.classifier.observe(Stage.STARTTLS, kind, detail))
+                    for kind, detail in found]
+        serious = [(k, f) for k, f in problems if f.severity not in (Severity.OK, Severity.INFO)]
         elapsed = (time.perf_counter() - started) * 1000
         if serious and self.options.verify:
-            return RelayCheck("tls", CheckStatus.FAIL, serious[0], steps=tuple(steps),
-                              elapsed_ms=elapsed)
-        tls = session.tls
+            kind, finding = serious[0]
+            return RelayCheck("tls", CheckStatus.FAIL, finding, steps=tuple(steps),
+                              elapsed_ms=elapsed, note=_tls_note(kind, tls, label))
         note = Reason("tls_with", (("version", tls.version if tls else ""),
                                    ("cipher", tls.cipher if tls else "")))
-        finding = serious[0] if serious else (problems[0] if problems else
-                                              (steps[0].finding if steps else None))
-        return RelayCheck("tls", CheckStatus.PASS, finding, steps=tuple(steps),
+        chosen = serious[0][1] if serious else (problems[0][1] if problems else
+                                                (steps[0].finding if steps else None))
+        return RelayCheck("tls", CheckStatus.PASS, chosen, steps=tuple(steps),
                           elapsed_ms=elapsed, note=note)
 
     async def _send(self, session: Session, run: _Run, accepted: list[str]) -> RelayCheck:

@@ -92,9 +92,17 @@ class SweepOptions:
     deadline: float = 60.0  # for the whole sweep
     allow_plaintext_auth: bool = False
     verify: bool = True  # withhold the password over TLS whose certificate does not verify
+    allow_old_tls: bool = False  # also send the password over TLS 1.0/1.1 (RFC 8996)
     nameservers: tuple[tuple[str, int], ...] | None = None
     dns_timeout: float = 5.0
     source_address: str | None = None
+    # Also loopback, private and link-local addresses of a public host name (skipped with a
+    # finding otherwise); names under .test, .localhost ... and typed addresses always may.
+    allow_private: bool = False
+
+
+# No TCP connection at all: another address of the host may do better.
+_NOT_CONNECTED = frozenset({PortState.REFUSED, PortState.FILTERED, PortState.UNREACHABLE})
 
 
 def _state(step: Step, tcp_connected: bool) -> PortState:
@@ -131,16 +139,19 @@ class Sweeper:
         deadline = loop.time() + self.options.deadline
         host = self.options.host
         user = self.credentials.user if self.credentials else None
+        notes: list[Finding] = []
         if is_ip(host):
+            # An address the user typed is used as typed, loopback and private included.
             addresses: tuple[str, ...] = (host,)
             name: str | None = None
         else:
-            from smtpprobe.net.dns import resolve_host
+            from smtpprobe.net.dns import resolve_server
 
             budget = max(0.1, min(self.options.dns_timeout, deadline - loop.time()))
-            found = await resolve_host(host, nameservers=self.options.nameservers,
-                                       timeout=budget)
-            addresses, name = found.addresses, host
+            found = await resolve_server(host, nameservers=self.options.nameservers,
+                                         timeout=budget, allow_private=self.options.allow_private)
+            notes += (self.classifier.failure(Stage.DNS, w) for w in found.warnings)
+            addresses, name = found.hosts[0].addresses if found.hosts else (), host
             if not addresses:
                 failure = found.failure or Failure(FailureKind.DNS_NO_ADDRESS,
                                                    f"{host} has no address")
@@ -150,15 +161,24 @@ class Sweeper:
                     recommendation=Recommendation(usable=False, tested=False, host=host,
                                                   reasons=(Reason("no_address"),),
                                                   finding=finding),
-                    elapsed_ms=(time.perf_counter() - started) * 1000)
-        # One address for all ports: the mail program will also use one.
-        address = addresses[0]
-        reports = await asyncio.gather(*(self.port(address, name, port, mode, deadline)
-                                         for port, mode in self.options.ports))
+                    elapsed_ms=(time.perf_counter() - started) * 1000,
+                    address_findings=tuple(notes))
+        # One address for all ports: the mail program will also use one. The next address
+        # only when no port could be connected to at all on this one (as a mail program that
+        # falls back from a dead AAAA to the A record).
+        for index, address in enumerate(addresses):
+            reports = await asyncio.gather(*(self.port(address, name, port, mode, deadline)
+                                             for port, mode in self.options.ports))
+            last = index == len(addresses) - 1
+            if last or loop.time() >= deadline or not all(
+                    r.state in _NOT_CONNECTED for r in reports):
+                break
+            notes += unique_findings(r.failure for r in reports if r.failure is not None)
         return SweepReport(host=host, addresses=addresses, ports=tuple(reports), user=user,
                            recommendation=recommend(host, reports,
                                                     credentials=self.credentials is not None),
-                           elapsed_ms=(time.perf_counter() - started) * 1000)
+                           elapsed_ms=(time.perf_counter() - started) * 1000,
+                           address=address, address_findings=tuple(notes))
 
     async def port(self, address: str, name: str | None, port: int, mode: PortMode,
                    deadline: float) -> PortReport:
@@ -197,7 +217,7 @@ class Sweeper:
             connect = steps[0]
             findings.append(_require(connect.finding))
             return done(_state(connect, session.tcp_connected), failure=connect.finding)
-        findings += classifier.tls(session.tls, label)
+        findings += classifier.tls(session.tls, label, submission=True)
         if opening.tls is Tls.NOT_OFFERED:
             findings.append(classifier.observe(Stage.STARTTLS, FailureKind.NOT_OFFERED,
                                                f"{ep.where} does not offer STARTTLS"))
@@ -247,7 +267,8 @@ class Sweeper:
             outcome = await login(session, self.credentials, self.classifier, steps,
                                   allow_plaintext=self.options.allow_plaintext_auth,
                                   tls_expected=mode is not PortMode.PLAIN,
-                                  verify=self.options.verify) \
+                                  verify=self.options.verify,
+                                  allow_old_tls=self.options.allow_old_tls) \
                 if self.credentials is not None else NOT_TRIED
             if outcome.result is AuthResult.FAILED:
                 self._refused_on = session.endpoint.where

@@ -101,7 +101,10 @@ def relay_view(report: RelayReport, lang: str, *,
     failed = [c for c in report.checks if c.status is CheckStatus.FAIL and c.finding]
     for check in failed:
         assert check.finding is not None
-        reply = next((s.reply for s in reversed(check.steps) if s.reply is not None), None)
+        # A finding of our own (a certificate, an open relay) shows its evidence, not the
+        # last reply of the check (the EHLO after STARTTLS says nothing about a certificate).
+        reply = None if check.finding.code is None else next(
+            (s.reply for s in reversed(check.steps) if s.reply is not None), None)
         parts.append(finding_panel(check.finding, lang, reply=reply,
                                    title=check_label(check, lang)))
     return Group(*parts)

@@ -119,8 +119,9 @@ def sweep_view(report: SweepReport, lang: str, *,
     """The port table, the problems found, with -v the transcripts, and the settings."""
     parts: list[RenderableType] = []
     head = Text(t("sweep.title", lang, host=report.host), style="bold underline")
-    if report.addresses:
-        head.append("  (" + t("sweep.address", lang, address=report.addresses[0]) + ")",
+    used = report.address or (report.addresses[0] if report.addresses else None)
+    if used:
+        head.append("  (" + t("sweep.address", lang, address=used) + ")",
                     style="dim")
     parts.append(head)
     if report.ports:

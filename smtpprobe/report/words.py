@@ -266,6 +266,30 @@ _TEXTS: dict[str, tuple[str, str]] = {
                            "Jeder Port hat die Verbindung abgewiesen: Dort läuft kein "
                            "Maildienst, oder der Servername ist falsch."),
     "reason.none_reachable": ("No port could be used.", "Kein Port war nutzbar."),
+    "reason.ip_not_covered": ("The certificate on port {port} does not cover the address "
+                              "{host} (it names {names}): a mail program would refuse the "
+                              "connection. Enter a name the certificate covers as the server "
+                              "instead of the address.",
+                              "Das Zertifikat auf Port {port} gilt nicht für die Adresse "
+                              "{host} (es nennt {names}): Ein Mailprogramm würde die "
+                              "Verbindung ablehnen. Tragen Sie statt der Adresse einen Namen, "
+                              "den das Zertifikat abdeckt, als Server ein."),
+    "reason.ip_as_dns_name": ("The certificate on port {port} lists {host} only as a DNS "
+                              "name, which does not count for an address (RFC 6125: it needs an "
+                              "IP address entry): a mail program would refuse the connection. "
+                              "Enter a name the certificate covers ({names}) as the server "
+                              "instead of the address.",
+                              "Das Zertifikat auf Port {port} führt {host} nur als DNS-Namen, "
+                              "und der zählt für eine Adresse nicht (RFC 6125: nötig ist ein "
+                              "IP-Adress-Eintrag): Ein Mailprogramm würde die Verbindung "
+                              "ablehnen. Tragen Sie statt der Adresse einen Namen, den das "
+                              "Zertifikat abdeckt ({names}), als Server ein."),
+    "reason.ip_not_covered_unnamed": ("The certificate on port {port} names nothing that can "
+                                      "be checked, so it does not cover the address {host}: a "
+                                      "mail program would refuse the connection.",
+                                      "Das Zertifikat auf Port {port} nennt nichts Prüfbares "
+                                      "und gilt daher nicht für die Adresse {host}: Ein "
+                                      "Mailprogramm würde die Verbindung ablehnen."),
     # -- relay: check names (`relay.check.<name>`), statuses, verdicts, notes (relay.Reason keys)
     "relay.check.connect": ("connect", "Verbindung"),
     "relay.check.tls": ("tls", "TLS"),
@@ -279,6 +303,18 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "relay.status.skip": ("skip", "übersprungen"),
     "relay.status.temporary": ("TEMP", "VORÜBERGEHEND"),
     "relay.verdict.pass": ("PASS: the relay works", "BESTANDEN: das Relay funktioniert"),
+    "reason.inbound_only": ("{host} answers on port {open} without offering a login, and ports "
+                            "{closed} are closed: it is a server that receives mail (an MX), "
+                            "not a submission server for mail programs. Use your provider's "
+                            "submission server (often named smtp.<domain> or mail.<domain>; "
+                            "the provider's help pages name it) on port 587 or 465.",
+                            "{host} antwortet auf Port {open}, ohne eine Anmeldung anzubieten, "
+                            "und die "
+                            "Ports {closed} sind geschlossen: Das ist ein Server, der Mail "
+                            "empfängt (ein MX), kein Einlieferungsserver für Mailprogramme. "
+                            "Verwenden Sie den Einlieferungsserver Ihres Anbieters (oft "
+                            "smtp.<domain> oder mail.<domain>; die Hilfeseiten des Anbieters "
+                            "nennen ihn) auf Port 587 oder 465."),
     "relay.rcpt_accepted": ("accepted for delivery (a relay does not vouch that the mailbox "
                             "exists)",
                             "zur Zustellung angenommen (ein Relay sagt nicht, ob das Postfach "
@@ -303,6 +339,30 @@ _TEXTS: dict[str, tuple[str, str]] = {
                           "(--tls starttls verlangt es)"),
     "note.tls_none": ("skipped: --tls none", "übersprungen: --tls none"),
     "note.tls_with": ("{version}, {cipher}", "{version}, {cipher}"),
+    "note.cert_names": ("the certificate names {names}, not {name}",
+                        "das Zertifikat nennt {names}, nicht {name}"),
+    "note.cert_expired": ("expired on {date}", "abgelaufen am {date}"),
+    "note.cert_not_yet_valid": ("not valid before {date}", "erst ab {date} gültig"),
+    "note.cert_wrong_purpose": ("not issued for TLS servers (its extended key usage lacks "
+                                "serverAuth)",
+                                "nicht für TLS-Server ausgestellt (der erweiterten "
+                                "Schlüsselverwendung fehlt serverAuth)"),
+    "note.cert_unreadable": ("the certificate cannot be read",
+                             "das Zertifikat ist nicht lesbar"),
+    "note.tls_outdated": ("{version} is older than TLS 1.2", "{version} ist älter als TLS 1.2"),
+    "note.cert_self_signed": ("self-signed", "selbst signiert"),
+    "note.cert_unknown_issuer": ("issued by a certificate authority that is not trusted",
+                                 "von einer nicht vertrauenswürdigen Zertifizierungsstelle "
+                                 "ausgestellt"),
+    "note.cert_missing_intermediate": ("the server does not send its intermediate "
+                                       "certificate",
+                                       "der Server sendet sein Zwischenzertifikat nicht mit"),
+    "note.cert_untrusted": ("the certificate chain does not pass the check",
+                            "die Zertifikatskette besteht die Prüfung nicht"),
+    "note.cert_no_trust_store": ("no trusted root certificates loaded",
+                                 "keine vertrauenswürdigen Stammzertifikate geladen"),
+    "note.cert_none": ("the server sent no certificate",
+                       "der Server hat kein Zertifikat gesendet"),
     "note.no_user": ("skipped: no --user given", "übersprungen: kein --user angegeben"),
     "note.auth_with": ("logged in with {mechanism}", "angemeldet mit {mechanism}"),
     "note.no_from": ("skipped: no --from given", "übersprungen: kein --from angegeben"),
