@@ -78,6 +78,7 @@ def child(args: argparse.Namespace) -> None:
         parsed = parse_address(line)
         assert parsed is not None, line
         addresses.append(parsed)
+    parsed_rss = _rss_kib()  # the run's floor: interpreter, modules, the parsed list
     host, port = args.resolver.rsplit(":", 1)
     options = CheckOptions(helo=HELO, port=args.port, nameservers=((host, int(port)),),
                            cafile=args.cafile, timeout=10.0,
@@ -96,7 +97,16 @@ def child(args: argparse.Namespace) -> None:
     extra = {"collect": False} if "collect" in inspect.signature(check_all).parameters else {}
     asyncio.run(check_all(checker, addresses, on_done=on_done, **extra))
     print(json.dumps({"verdicts": verdicts, "wrong": wrong, "sessions": pooled.sessions,
-                      "transactions": pooled.transactions, "streamed": bool(extra)}))
+                      "transactions": pooled.transactions, "streamed": bool(extra),
+                      "rss_after_parsing_mib": round(parsed_rss / 1024)}))
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 # --- the parent: lab servers, runs, the table -------------------------------------------------
@@ -141,8 +151,10 @@ async def measure(tree: Path, size: int, runs: int, via: str, world: Any,
             sys.exit(f"{tree}: {note['wrong']} wrong answers of {size}: {note}")
         figures.append(done)
         notes.append(note)
+        floor = note.get("rss_after_parsing_mib")
         print(f"  {str(tree):<20} {size:>7,}  {done.seconds:8.1f} s  "
-              f"{done.max_rss_kib / 1024:7.0f} MiB", flush=True)
+              f"{done.max_rss_kib / 1024:7.0f} MiB peak"
+              + (f" ({floor} MiB once the list was parsed)" if floor else ""), flush=True)
     return {"seconds": statistics.median(f.seconds for f in figures),
             "max_rss_mib": statistics.median(f.max_rss_kib for f in figures) / 1024,
             "runs": [{"seconds": round(f.seconds, 2), "max_rss_mib": round(f.max_rss_kib / 1024),
