@@ -14,7 +14,7 @@ not kept, wherever the tree's check_all allows it) and the command line's defaul
 Two trees are compared: the code as it is (this checkout) and `--before`, an exported copy of
 an older commit, read-only, e.g.
 
-    git archive HEAD | tar -x -C /tmp/batch_before      # (an empty directory first)
+    git archive 1e4c82a | tar -x -C /tmp/batch_before   # (an empty directory first)
 
 Printed per size: wall time and the child's peak RSS (os.wait4's ru_maxrss), medians of
 `--runs` runs for sizes up to 20,000 and one run above; every run's answers are checked (all

@@ -98,21 +98,41 @@ class Measured:
     stderr: bytes
 
 
+# A small launcher between the benchmark and the measured child. Linux carries a process's
+# ru_maxrss across exec, and a child forked straight from the benchmark (which holds the lab
+# servers, their logs and earlier results) would start with the benchmark's RSS as its peak;
+# forked from this launcher (python -S, about 10 MiB) it starts from the launcher's.
+_LAUNCHER = """\
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 async def run_measured(argv: Sequence[str], *, env: dict[str, str] | None = None,
                        cwd: str | None = None) -> Measured:
-    """Run a child and measure its wall time and its RSS high-water mark (os.wait4 gives the
-    rusage of that one child, not of every child so far). The event loop keeps running while
-    the child does, so lab servers in this process go on answering it."""
+    """Run a child and measure its wall time and its RSS high-water mark, through _LAUNCHER
+    (os.wait4: the rusage of that one child). The event loop keeps running while the child
+    does, so lab servers in this process go on answering it."""
     import subprocess
     import tempfile
 
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".rusage") as usage:
         started = time.perf_counter()
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                env=env, cwd=cwd)
-        _, status, usage = await asyncio.to_thread(os.wait4, proc.pid, 0)
+        proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, usage.name, *argv],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                                cwd=cwd)
+        launcher = await asyncio.to_thread(proc.wait)
         seconds = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        figures = usage.read().split()
+        if launcher != 0 or len(figures) != 2:
+            err.seek(0)
+            raise RuntimeError(f"the launcher failed ({launcher}): {err.read()[-2000:]!r}")
         out.seek(0)
         err.seek(0)
-        return Measured(seconds, proc.returncode, int(usage.ru_maxrss), out.read(), err.read())
+        return Measured(seconds, int(figures[1]), int(figures[0]), out.read(), err.read())
