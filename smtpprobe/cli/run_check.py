@@ -39,8 +39,9 @@ class _Writer:
     formats), or keeps them for the end (text, table)."""
 
     def __init__(self, fmt: str, lang: str, items: Sequence[Item],
-                 lines: Sequence[int | None]) -> None:
+                 lines: Sequence[int | None], *, verbose: bool) -> None:
         self.fmt = fmt
+        self.verbose = verbose
         self.lang = lang
         self.items = items
         self.lines = lines
@@ -139,8 +140,6 @@ class _Writer:
             for line in summary(results, self.lang):
                 out.print(line, highlight=False, markup=False)
 
-    verbose = False
-
 
 def _name(item: Item) -> str:
     return item.smtp if isinstance(item, Address) else item.text
@@ -153,8 +152,7 @@ def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
                credentials: Credentials | None = None) -> int:
     redact = redactor or Redactor()
     addresses = [(i, item) for i, item in enumerate(items) if isinstance(item, Address)]
-    writer = _Writer(fmt, lang, items, lines or [None] * len(items))
-    writer.verbose = verbose
+    writer = _Writer(fmt, lang, items, lines or [None] * len(items), verbose=verbose)
     for index, item in enumerate(items):
         if isinstance(item, InvalidInput):
             writer.add(index, item)

@@ -81,10 +81,6 @@ class Summary:
     definitive: bool = False
     where: str = ""  # the host and address, for findings about the conversation as a whole
 
-    @classmethod
-    def of(cls, steps: Sequence[Step], observations: Sequence[Finding] = ()) -> Summary:
-        return cls(tuple(steps), tuple(observations), Transaction.of(steps).definitive)
-
 
 @dataclass(frozen=True, slots=True)
 class Decision:

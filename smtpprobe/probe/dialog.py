@@ -51,14 +51,6 @@ class Opening:
         return [*self.plain, *self.secured]
 
     @property
-    def stopped_at(self) -> Step | None:
-        """The step that kept the session from being ready (None when it is ready)."""
-        if self.ready:
-            return None
-        steps = self.steps
-        return steps[-1] if steps else None
-
-    @property
     def capabilities_before_tls(self) -> Capabilities | None:
         return self.session.capabilities_before_tls
 

@@ -73,12 +73,13 @@ def _cell(value: str) -> str:
 def summary(items: Sequence[Item], lang: str, *, names: int = 10) -> list[str]:
     """The counts per verdict, then the rejected and deferred addresses by name (the first
     `names` of each)."""
-    verdicts = [row(item)["verdict"] for item in items]
+    rows = [row(item) for item in items]
+    verdicts = [r["verdict"] for r in rows]
     order = ("accepted", "rejected", "deferred", "unreachable", INVALID, INTERRUPTED)
     counts = [(v, verdicts.count(v)) for v in order if v in verdicts]
     lines = [", ".join(f"{n} {t(f'list.{v}', lang)}" for v, n in counts)]
     for verdict in ("rejected", "deferred", "unreachable", INVALID):
-        listed = [row(item)["address"] for item in items if row(item)["verdict"] == verdict]
+        listed = [r["address"] for r in rows if r["verdict"] == verdict]
         if listed:
             shown = ", ".join(listed[:names])
             more = len(listed) - names
