@@ -59,6 +59,7 @@ import dns.nameserver
 import dns.rcode
 import dns.rdatatype
 import dns.resolver
+import dns.reversename
 import dns.rrset
 
 from smtpprobe.models import Failure, FailureKind, MxHost, MxResult
@@ -67,7 +68,9 @@ __all__ = [
     "MAX_QUERIES_IN_FLIGHT",
     "MX_ADDRESS_LIMIT",
     "MX_LOOKUP_LIMIT",
+    "Records",
     "is_special_use",
+    "lookup",
     "parse_resolver",
     "resolve_host",
     "resolve_mx",
@@ -529,10 +532,11 @@ class _Ctx:
 class _Answer:
     canonical_name: dns.name.Name  # where the CNAME chain (if any) ended
     rrset: dns.rrset.RRset | None  # the records of the asked type there, None for NODATA
+    authenticated: bool = False  # the AD bit of the answer (RFC 4035 3.2.3)
 
 
 async def _ask(ctx: _Ctx, name: dns.name.Name,
-               rdtype: dns.rdatatype.RdataType) -> _Answer | Failure:
+               rdtype: dns.rdatatype.RdataType, *, dnssec: bool = False) -> _Answer | Failure:
     """One question to the servers, within ctx.timeout; every outcome is a value."""
     query = _Query(name.to_text(omit_final_dot=True), dns.rdatatype.to_text(rdtype), ctx.text,
                    ctx.timeout)
@@ -548,7 +552,7 @@ async def _ask(ctx: _Ctx, name: dns.name.Name,
                        f"{MAX_QUERIES_IN_FLIGHT} other DNS queries were waiting for answers")
     try:
         async with asyncio.timeout_at(deadline + _GRACE):
-            return await _exchange(ctx, name, rdtype, query, deadline)
+            return await _exchange(ctx, name, rdtype, query, deadline, dnssec=dnssec)
     except TimeoutError:
         return Failure(FailureKind.DNS_TIMEOUT,
                        f"{query.what}: no answer from {ctx.text} within {ctx.timeout:g} s")
@@ -559,9 +563,13 @@ async def _ask(ctx: _Ctx, name: dns.name.Name,
 
 
 async def _exchange(ctx: _Ctx, name: dns.name.Name, rdtype: dns.rdatatype.RdataType,
-                    query: _Query, deadline: float) -> _Answer | Failure:
+                    query: _Query, deadline: float, *, dnssec: bool = False) -> _Answer | Failure:
     loop = asyncio.get_running_loop()
-    message = dns.message.make_query(name, rdtype, use_edns=0, payload=_EDNS_PAYLOAD)
+    message = dns.message.make_query(name, rdtype, use_edns=0, payload=_EDNS_PAYLOAD,
+                                     want_dnssec=dnssec)
+    if dnssec:
+        # Ask for the AD bit without the signatures' weight (RFC 6840 5.7).
+        message.flags |= dns.flags.AD
     wire = message.to_wire()
     servers = [_Server(address, port) for address, port in ctx.servers]
     exchange = _Exchange(servers)
@@ -670,7 +678,7 @@ def _answer_from(reply: dns.message.Message, server: _Server,
     except Exception as exc:  # noqa: BLE001 - a CNAME loop, a chain too long: the server's
         return Failure(FailureKind.DNS_SERVFAIL, f"{query.what}: {server.text} sent an answer "
                        f"that cannot be used: {_reason(exc)}")
-    return _Answer(chain.canonical_name, chain.answer)
+    return _Answer(chain.canonical_name, chain.answer, bool(reply.flags & dns.flags.AD))
 
 
 def _no_answer(query: _Query, servers: list[_Server]) -> Failure:
@@ -1029,3 +1037,81 @@ async def resolve_host(
     result = await resolve_server(host, nameservers=nameservers, timeout=timeout,
                                   allow_private=allow_private)
     return result.hosts[0]
+
+
+# -- any record type (domain checks, lookups in findings) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Records:
+    """The answer to one question, NXDOMAIN and NODATA included: they are answers too."""
+
+    name: str  # what was asked, ASCII, no final dot
+    rdtype: str  # "TXT", "TLSA", ...
+    exists: bool  # False: NXDOMAIN
+    records: tuple[str, ...]  # presentation form; TXT: the strings of each record joined
+    rdata: tuple[object, ...]  # dnspython's rdata objects (TLSA fields, MX preference ...)
+    authenticated: bool  # AD bit from a validating resolver (RFC 4035 3.2.3)
+    canonical_name: str  # where a CNAME chain ended (== name without one)
+
+
+def _presentation(rdata: object) -> str:
+    strings = getattr(rdata, "strings", None)
+    if strings is not None and dns.rdatatype.TXT in (getattr(rdata, "rdtype", None),
+                                                     dns.rdatatype.SPF):
+        # RFC 7208 3.3 / RFC 6376 3.6.2.2: the character-strings of one TXT record join
+        # without spaces.
+        return b"".join(strings).decode("utf-8", "replace")
+    return str(rdata.to_text()) if hasattr(rdata, "to_text") else str(rdata)
+
+
+async def lookup(
+    name: str,
+    rdtype: str,
+    *,
+    nameservers: Sequence[tuple[str, int]] | None = None,
+    timeout: float = 5.0,
+    dnssec: bool = False,
+) -> Records | Failure:
+    """Ask for `rdtype` records of `name` (a domain name or, for PTR, an IP address).
+
+    NXDOMAIN comes back as `Records(exists=False)`, NODATA as an empty `records`; only a
+    question that got no usable answer is a `Failure` (timeout, SERVFAIL, refusing resolver).
+    `dnssec=True` asks a validating resolver for the AD bit; it is only as trustworthy as the
+    path to that resolver (RFC 6698 4.1: use one on this machine or over a secure channel).
+    """
+    try:
+        kind = dns.rdatatype.from_text(rdtype.upper())
+    except dns.rdatatype.UnknownRdatatype:
+        return Failure(FailureKind.DNS_SERVFAIL, f"unknown DNS record type {rdtype!r}")
+    try:
+        if kind == dns.rdatatype.PTR and _is_ip(name):
+            qname = dns.reversename.from_address(name)
+        else:
+            # Service labels (_dmarc, _25._tcp, _mta-sts) are not host names: no LDH rule here.
+            text = name.strip().rstrip(".")
+            qname = _to_name(text, idna=not text.isascii() and dns.name.have_idna_2008)
+    except Exception as exc:  # noqa: BLE001 - a name DNS cannot carry is input, not a fault
+        return Failure(FailureKind.DNS_NXDOMAIN, f"{name!r} is not a name DNS can look up: "
+                       f"{_reason(exc)}")
+    try:
+        ctx = _context(nameservers, timeout)
+    except (ValueError, dns.exception.DNSException) as exc:
+        return Failure(FailureKind.LOCAL, f"no usable DNS resolver: {_reason(exc)}")
+    asked = qname.to_text(omit_final_dot=True)
+    answer = await _ask(ctx, qname, kind, dnssec=dnssec)
+    if isinstance(answer, Failure):
+        if answer.kind is FailureKind.DNS_NXDOMAIN:
+            return Records(asked, rdtype.upper(), False, (), (), False, asked)
+        return answer
+    items = tuple(answer.rrset) if answer.rrset is not None else ()
+    return Records(asked, rdtype.upper(), True, tuple(_presentation(r) for r in items), items,
+                   answer.authenticated, answer.canonical_name.to_text(omit_final_dot=True))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
