@@ -6,6 +6,7 @@ Nothing here does I/O or imports asyncio, aiosmtplib or dnspython, so every othe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -573,3 +574,44 @@ class Credentials:
         return f"Credentials(user={self.user!r}, password=****, source={self.source!r})"
 
     __str__ = __repr__
+
+
+# -- smtpprobe domain (docs/json.md, "domain") ---------------------------------------------------
+
+
+class CheckStatus(StrEnum):
+    """The status of one domain check (issue 12): `unknown` = it could not be checked."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    INFO = "info"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class DomainCheck:
+    """One finding of `smtpprobe domain`: a check id (`mx`, `spf`, `dane`, ...), what it was
+    about (the domain, an MX host or one address), its status, a one-line summary in both
+    languages, the knowledge base's cause and remedy when it is not ok, and facts for JSON."""
+
+    id: str
+    subject: str
+    status: CheckStatus
+    summary: LocalText
+    finding: Finding | None = None
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainReport:
+    domain: str  # as given
+    ascii_domain: str  # the IDNA form that was checked
+    checks: tuple[DomainCheck, ...]
+    elapsed_ms: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        counts = {status.value: 0 for status in CheckStatus}
+        for check in self.checks:
+            counts[check.status.value] += 1
+        return counts
