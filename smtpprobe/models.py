@@ -579,7 +579,7 @@ class Credentials:
 # -- smtpprobe domain (docs/json.md, "domain") ---------------------------------------------------
 
 
-class CheckStatus(StrEnum):
+class HealthStatus(StrEnum):
     """The status of one domain check (issue 12): `unknown` = it could not be checked."""
 
     OK = "ok"
@@ -597,7 +597,7 @@ class DomainCheck:
 
     id: str
     subject: str
-    status: CheckStatus
+    status: HealthStatus
     summary: LocalText
     finding: Finding | None = None
     details: Mapping[str, object] = field(default_factory=dict)
@@ -611,7 +611,7 @@ class DomainReport:
     elapsed_ms: float = 0.0
 
     def counts(self) -> dict[str, int]:
-        counts = {status.value: 0 for status in CheckStatus}
+        counts = {status.value: 0 for status in HealthStatus}
         for check in self.checks:
             counts[check.status.value] += 1
         return counts
