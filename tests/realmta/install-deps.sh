@@ -12,6 +12,14 @@ set -euo pipefail
 # python3 + python3-venv: scripts/test builds .venv with them on a fresh machine.
 PACKAGES=(postfix swaks dnsmasq-base sasl2-bin libsasl2-modules postgrey dnsutils openssl
           iproute2 util-linux libnet-ssleay-perl python3 python3-venv)
+# The further real servers of services/*.sh list their packages beside them, one per line.
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+for list in "$HERE"/services/*.packages; do
+    [[ -e "$list" ]] || continue
+    while read -r pkg _; do
+        [[ -n "$pkg" && "$pkg" != \#* ]] && PACKAGES+=("$pkg")
+    done <"$list"
+done
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -350,6 +350,17 @@ check_privileges() {
         || die "cannot create a mount namespace (unshare -m); a container needs CAP_SYS_ADMIN"
 }
 
+# More real servers (DNSSEC, HTTPS, SOCKS5, Prometheus ...) each live in their own script in
+# services/: `services/NAME.sh start|stop|status|env`, run in name order after the core ones;
+# their Debian packages are listed in services/NAME.packages (read by install-deps.sh).
+services() {
+    local script
+    for script in "$HERE"/services/*.sh; do
+        [[ -e "$script" ]] || continue
+        STATE=$STATE bash "$script" "$@" || return 1
+    done
+}
+
 cmd_start() {
     need_root start
     check_privileges
@@ -358,6 +369,7 @@ cmd_start() {
     start_postfix
     start_postgrey
     wait_ready || exit 1
+    services start || exit 1
     echo "realmta: ready (state in $STATE)"
 }
 
@@ -369,12 +381,16 @@ cmd_stop() {
     fi
     stop_pidfile "$STATE/postgrey.pid" postgrey
     stop_pidfile "$STATE/dnsmasq.pid" dnsmasq
+    services stop || true
     echo "realmta: stopped (state kept in $STATE)"
 }
 
 cmd_status() {
     check_state_path
-    check_all
+    local bad=0
+    check_all || bad=1
+    services status || bad=1
+    return $bad
 }
 
 cmd_env() {
@@ -392,6 +408,7 @@ cmd_env() {
         esac
         printf 'export %s=%q\n' "$var" "$value"
     done
+    services env
 }
 
 case ${1:-} in
