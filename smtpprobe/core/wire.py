@@ -109,6 +109,10 @@ def rcpt(address: str, params: Sequence[str] = ()) -> Command:
     return _plain("RCPT", Stage.RCPT, f"TO:<{address}>", *params)
 
 
+def starttls() -> Command:
+    return _plain("STARTTLS", Stage.STARTTLS)
+
+
 def rset() -> Command:
     # RFC 5321 4.1.1.5: it ends a transaction, so its reply belongs with MAIL.
     return _plain("RSET", Stage.MAIL)
@@ -280,10 +284,18 @@ class ReplyReader:
                     FailureKind.REPLY_TOO_LONG, f"a reply exceeded {self.max_line} bytes per "
                     f"line or {self.max_reply} in all"))
             head, sep = line[:3], line[3:4]
-            if (not head.isdigit() or sep not in (b" ", b"-", b"\r", b"\n")
-                    or (self._code is not None and int(head) != self._code)):
+            if not head.isdigit() or sep not in (b" ", b"-", b"\r", b"\n"):
                 text = clean(line).strip()
                 return self._fail(Failure(FailureKind.PROTOCOL, f"not an SMTP reply: {text[:160]}"))
+            if self._code is not None and int(head) != self._code:
+                # RFC 5321 4.2.1: every line of a multi-line reply carries the same code; the
+                # evidence quotes both, so nobody reads the last line's code as the answer.
+                text = clean(line).strip()
+                first = clean(self._lines[0]).strip() if self._lines else ""
+                return self._fail(Failure(
+                    FailureKind.PROTOCOL, f"a reply that began with {self._code} "
+                    f"({first[:60]}) went on with {head.decode()}: {text[:100]}; RFC 5321 "
+                    f"4.2.1 wants the same code on every line"))
             self._code = int(head)
             self._lines.append(line[4:].strip(b" \t\r\n").decode("utf-8", "surrogateescape"))
             if sep != b"-":

@@ -211,6 +211,47 @@ async def _bad_code(conn: RawConnection) -> None:
     await _linger(conn)
 
 
+async def _mixed_greeting(conn: RawConnection) -> None:
+    # RFC 5321 4.2.1: every line of a reply carries the same code. A refusal that ends in a
+    # welcome is no welcome: a reader that takes the last line's code would go on.
+    await conn.send(f"554-{conn.server.hostname} no service for you", "220 but do come in")
+    await _linger(conn)
+
+
+async def _greet_and_close(conn: RawConnection) -> None:
+    # The welcome and the hang-up in one go: there is nobody to say EHLO to.
+    await conn.send(f"220 {conn.server.hostname} ESMTP")
+    conn.close()
+
+
+async def _starttls_mixed(conn: RawConnection) -> None:
+    # A STARTTLS reply whose lines disagree (454 then 220): not a go-ahead for the handshake.
+    async def starttls(mta: _Mta, line: str) -> bool:
+        await conn.send("454-4.7.0 TLS not available", "220 2.0.0 Ready to start TLS")
+        return False
+
+    mta = _Mta(conn, extensions=[*_EXTENSIONS, "STARTTLS"], hooks={"STARTTLS": starttls})
+    await mta.greet()
+    await mta.run()
+
+
+async def _starttls_injection(conn: RawConnection) -> None:
+    # CVE-2011-0411 in reverse: a reply in the clear right behind the 220, which a client must
+    # not read as the answer to its first command after the handshake (RFC 3207 6). The EHLO
+    # after TLS then gets the real reply, and the mailbox check proceeds as usual.
+    async def starttls(m: _Mta, line: str) -> bool:
+        await conn.send("220 2.0.0 Ready to start TLS", "250 injected before the handshake")
+        if conn.server.cert is None:
+            return True  # nothing to shake hands with: the connection ends (a broken TLS)
+        await conn.start_tls()
+        m.encrypted = True
+        return False
+
+    mta = _Mta(conn, extensions=[*_EXTENSIONS, "STARTTLS"], hooks={"STARTTLS": starttls})
+    await mta.greet()
+    await mta.run()
+
+
 async def _mismatched_replies(conn: RawConnection) -> None:
     # The EHLO reply comes with a second, unasked-for reply behind it, so every later reply
     # answers the command before (MAIL gets a 354 that belongs to DATA).
@@ -567,6 +608,14 @@ _HOSTILE_LIST = (
     Scenario("non_utf8", "greeting, EHLO and RCPT replies in Latin-1 and invalid bytes; RCPT "
              "says 550 5.1.1", raw=_non_utf8),
     Scenario("bad_code", "a greeting whose code has two digits", raw=_bad_code),
+    Scenario("mixed_greeting", "a greeting of 554- lines that ends in a 220 line",
+             raw=_mixed_greeting),
+    Scenario("greet_and_close", "greets and closes the connection at once",
+             raw=_greet_and_close),
+    Scenario("starttls_mixed", "answers STARTTLS with 454- lines ending in a 220 line",
+             raw=_starttls_mixed),
+    Scenario("starttls_injection", "puts a plain-text 250 right behind its STARTTLS 220, "
+             "then does TLS properly", raw=_starttls_injection),
     Scenario("mismatched_replies", "sends an extra 354 after the EHLO reply, so each later "
              "reply answers the command before", raw=_mismatched_replies),
     Scenario("close_mid_reply", "closes the connection in the middle of the EHLO reply",

@@ -1,17 +1,19 @@
-"""One SMTP conversation, one explicit step at a time. The only module that imports aiosmtplib.
+"""One SMTP conversation, one explicit step at a time.
 
 Each public coroutine sends one command (or opens the connection) and returns its `Step`s: the
 command as shown (secrets masked), the server's reply or a `Failure`, and the time it took. The
 session keeps no list of them: callers get what happened as values. Server behaviour never
 raises: refusals, timeouts, dropped connections, garbage and broken TLS all come back as data.
-Exceptions from aiosmtplib, ssl and the socket layer are translated in one table,
+Exceptions from ssl, asyncio and the socket layer are translated in one table,
 `_failure_from`, inside one step helper, `_step`, that also budgets the time.
 
-aiosmtplib opens the connection (TCP, implicit TLS, the greeting) and upgrades it for
-STARTTLS. Every other reply, to one command or to a pipelined group (RFC 2920), is read from
-the transport by `_Stream` with the one reply grammar of `core.wire.ReplyReader`: between
-commands the stream stays installed, so a reply that comes early or unasked is kept, not
-dropped, and a multi-line reply with mixed codes is a protocol error on every path.
+The session opens the connection itself (asyncio's `create_connection` on the socket of its
+own TCP handshake, with TLS for implicit-TLS ports) and upgrades it for STARTTLS with
+`loop.start_tls`. Every reply, the greeting and the STARTTLS reply included, to one command or
+to a pipelined group (RFC 2920), is read by `_Stream` with the one reply grammar of
+`core.wire.ReplyReader`: the stream is installed from the first byte, so a reply that comes
+early or unasked is kept, not dropped, and a multi-line reply with mixed codes is a protocol
+error on every path (docs/architecture.md: why not aiosmtplib's reader).
 """
 
 from __future__ import annotations
@@ -39,18 +41,22 @@ from smtpprobe.core.wire import (
     to_reply,
 )
 from smtpprobe.errors import UnsafeCommand
-from smtpprobe.models import Capabilities, Failure, FailureKind, Reply, Stage, Step, TlsInfo
+from smtpprobe.models import (
+    Capabilities,
+    Failure,
+    FailureKind,
+    Reply,
+    Stage,
+    Step,
+    TlsInfo,
+)
 
 if TYPE_CHECKING:
-    import aiosmtplib
-
     from smtpprobe.core.certs import TrustStore
 
 __all__ = ["MAX_LINE", "MAX_REPLY", "Endpoint", "Session", "check_source_address",
            "client_tls_context"]
 
-# aiosmtplib reports these two with code -1 (SMTPStatus.invalid_response).
-_INVALID = -1
 # Replies a server may queue up unasked before the stream calls it a flood.
 _MAX_QUEUED = 64
 
@@ -88,51 +94,29 @@ def _os_failure(exc: OSError, *, what: str) -> Failure:
 
 
 def _failure_from(exc: BaseException, *, stage: Stage, timeout: float,
-                  verb: str) -> Failure | Reply:
-    """The one translation table from third-party exceptions to data."""
-    import aiosmtplib
-    from aiosmtplib.errors import (
-        SMTPConnectResponseError,
-        SMTPConnectTimeoutError,
-        SMTPException,
-        SMTPResponseException,
-        SMTPServerDisconnected,
-        SMTPTimeoutError,
-    )
-
-    if isinstance(exc, SMTPConnectResponseError):
-        return to_reply(verb, exc.code, exc.message)
-    if isinstance(exc, SMTPResponseException):
-        if exc.code == _INVALID:
-            if "too long" in exc.message.lower():
-                return Failure(FailureKind.REPLY_TOO_LONG,
-                               f"the server's reply exceeded {MAX_LINE} bytes per line or "
-                               f"{MAX_REPLY} in all")
-            return Failure(FailureKind.PROTOCOL, f"not an SMTP reply: {clean(exc.message)[:160]}")
-        return to_reply(verb, exc.code, exc.message)
+                  verb: str) -> Failure:
+    """The one translation table from the exceptions of ssl, asyncio and the socket layer to
+    data (replies themselves never raise: the stream turns them into values)."""
     if isinstance(exc, ssl.SSLError):
         return Failure(FailureKind.TLS_HANDSHAKE, f"TLS handshake failed: {_detail(exc)}")
-    if isinstance(exc, SMTPConnectTimeoutError):
-        if "ready message" in str(exc):
-            return Failure(FailureKind.TIMEOUT, f"no greeting from the server within {timeout:g} s")
-        return Failure(FailureKind.TIMEOUT, f"TLS handshake did not finish within {timeout:g} s")
-    if isinstance(exc, (SMTPTimeoutError, TimeoutError, asyncio.TimeoutError)):
-        if "upgrading transport" in str(exc):
+    if isinstance(exc, ConnectionAbortedError) and "handshake" in str(exc).lower():
+        # asyncio's ssl_handshake_timeout ("SSL handshake is taking longer than ...").
+        return Failure(FailureKind.TLS_HANDSHAKE,
+                       f"TLS handshake did not finish within {timeout:g} s")
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        if stage in (Stage.CONNECT, Stage.STARTTLS):
             return Failure(FailureKind.TLS_HANDSHAKE,
                            f"TLS handshake did not finish within {timeout:g} s")
         return Failure(FailureKind.TIMEOUT, f"no reply within {timeout:g} s")
-    if isinstance(exc, SMTPServerDisconnected) or isinstance(exc, aiosmtplib.SMTPConnectError):
-        cause = exc.__cause__
-        if isinstance(cause, ssl.SSLError):
-            return Failure(FailureKind.TLS_HANDSHAKE, f"TLS handshake failed: {_detail(cause)}")
-        if stage is Stage.STARTTLS and "upgrading transport" in str(exc):
-            return Failure(FailureKind.TLS_HANDSHAKE,
-                           "the connection broke during the TLS handshake")
-        return Failure(FailureKind.CLOSED, "the server closed the connection")
     if isinstance(exc, OSError):
+        if stage is Stage.STARTTLS:
+            return Failure(FailureKind.TLS_HANDSHAKE,
+                           f"the connection broke during the TLS handshake: {_detail(exc)}")
         return _os_failure(exc, what="connection")
-    if isinstance(exc, SMTPException):
-        return Failure(FailureKind.PROTOCOL, _detail(exc))
+    if isinstance(exc, RuntimeError) and stage in (Stage.CONNECT, Stage.STARTTLS):
+        # start_tls on a transport that closed under it.
+        return Failure(FailureKind.CLOSED, "the server closed the connection during the TLS "
+                       "handshake")
     if isinstance(exc, (ValueError, UnicodeError)):
         return Failure(FailureKind.LOCAL, f"cannot send this command: {_detail(exc)}")
     raise exc  # our own fault: let it surface in tests
@@ -170,26 +154,42 @@ def client_tls_context() -> ssl.SSLContext:
 
 
 class _Stream(asyncio.Protocol):
-    """The connection's reader between the greeting and the end: bytes in, replies out.
+    """The connection's reader from the first byte to the end: bytes in, replies out.
 
-    It takes the transport over from aiosmtplib's protocol (asyncio's public `set_protocol`)
-    and hands it back only for the STARTTLS upgrade. Replies are parsed as they arrive and
-    queued with their arrival time, so nothing the server says is lost between commands.
+    It is the protocol of the connection's transport (and stays so through the STARTTLS
+    upgrade). Replies are parsed as they arrive and queued with their arrival time, so nothing
+    the server says is lost between commands.
     """
 
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self.inner = transport.get_protocol()  # aiosmtplib's: told when the connection is lost
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
         self.reader = wire.ReplyReader()
         self.queue: deque[tuple[RawReply | Failure, float]] = deque()
         self.closed = False
         self._wake: asyncio.Event = asyncio.Event()
-        transport.set_protocol(self)
 
-    def release(self) -> None:
-        """Give the transport back to aiosmtplib (for STARTTLS)."""
-        if not self.closed:
-            self.transport.set_protocol(self.inner)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def forget(self) -> int:
+        """Drop what the server said before the TLS handshake (RFC 3207 6: nothing from before
+        it may be trusted after it); how many replies or bytes were waiting."""
+        left = len(self.queue) + (1 if self.reader.pending else 0)
+        self.queue.clear()
+        self.reader = wire.ReplyReader()
+        return left
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.closed or self.transport.is_closing():
+            raise ConnectionResetError(errno.ECONNRESET, "the connection is already closed")
+        self.transport.write(data)
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+        if self.transport is not None:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self.reader.failure is not None:
@@ -215,7 +215,6 @@ class _Stream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._wake.set()
-        self.inner.connection_lost(exc)  # aiosmtplib must learn that its transport is gone
 
     async def take(self, count: int, timeout: float) -> list[tuple[RawReply | Failure, float]]:
         """Up to `count` replies, waiting at most `timeout` seconds; fewer when the connection
@@ -280,17 +279,14 @@ class Session:
         self.capabilities_before_tls: Capabilities | None = None
         self.tls: TlsInfo | None = None
         self.tcp_connected = False
-        self._smtp: aiosmtplib.SMTP | None = None
         self._stream: _Stream | None = None
-        self._sock: socket.socket | None = None  # between the TCP handshake and aiosmtplib
+        self._sock: socket.socket | None = None  # between the TCP handshake and the transport
 
     # --- bookkeeping ------------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
-        if self._stream is not None and self._stream.closed:
-            return False
-        return self._smtp is not None and self._smtp.is_connected
+        return self._stream is not None and not self._stream.closed
 
     @property
     def encrypted(self) -> bool:
@@ -369,7 +365,7 @@ class Session:
             outcome = self._deadline_failure(waiting)
         ended = time.perf_counter()
         if isinstance(outcome, Reply) and stage in (Stage.CONNECT, Stage.STARTTLS) and \
-                self._smtp is not None and self._smtp.get_transport_info("ssl_object"):
+                self._ssl_object() is not None:
             # Certificate inspection is our work, not the server's: the step's time leaves it
             # out.
             self.tls = self._tls_info()
@@ -377,11 +373,12 @@ class Session:
 
     # --- replies through the stream --------------------------------------------------------------
 
-    def _install_stream(self) -> None:
-        assert self._smtp is not None
-        transport = self._smtp.transport
-        assert isinstance(transport, asyncio.Transport)
-        self._stream = _Stream(transport)
+    def _ssl_object(self) -> ssl.SSLObject | None:
+        stream = self._stream
+        if stream is None or stream.transport is None:
+            return None
+        found = stream.transport.get_extra_info("ssl_object")
+        return found if isinstance(found, ssl.SSLObject) else None
 
     async def _exchange(self, commands: Sequence[Command], budget: float, *,
                         needed: int | None = None) -> list[tuple[Reply | Failure, float]]:
@@ -393,7 +390,7 @@ class Session:
         silent = (self._deadline_failure("while waiting for the reply") if by_deadline else
                   Failure(FailureKind.TIMEOUT, f"no reply within {budget:g} s"))
         lines = b"".join(command.line() for command in commands)
-        stream.transport.write(lines)
+        stream.write(lines)
         needed = len(commands) if needed is None else needed
         got = await stream.take(needed, budget)
         while len(got) < len(commands) and stream.queue and not isinstance(got[-1][0], Failure):
@@ -448,35 +445,45 @@ class Session:
                                   started=started, needs_connection=False)
         if opened.failure is not None or self._sock is None:
             return opened
-        import aiosmtplib
-
         sock, self._sock = self._sock, None
-        budget, _ = self._budget()
-        smtp = aiosmtplib.SMTP(
-            hostname=ep.name or ep.address, sock=sock, timeout=max(budget, 0.001),
-            local_hostname=self.helo, start_tls=False, use_tls=implicit_tls,
-            tls_context=client_tls_context() if implicit_tls else None,
-        )
 
         async def greet(budget: float) -> Reply | Failure:
-            smtp.timeout = budget
+            loop = asyncio.get_running_loop()
+            until = loop.time() + budget
+            stream = _Stream()
             try:
-                response = await smtp.connect()
+                await loop.create_connection(
+                    lambda: stream, sock=sock,
+                    ssl=client_tls_context() if implicit_tls else None,
+                    server_hostname=(ep.name or "") if implicit_tls else None,
+                    ssl_handshake_timeout=max(budget, 0.001) if implicit_tls else None)
             except BaseException:
-                smtp.close()
+                sock.close()
                 raise
-            self._smtp = smtp
-            outcome = to_reply("CONNECT", response.code, response.message)
-            if isinstance(outcome, Reply):
-                self._install_stream()
-            return outcome
+            self._stream = stream
+            return await self._greeting(stream, until - loop.time(), budget)
 
-        step = await self._step(Stage.CONNECT, command, greet, verb="CONNECT",
+        return await self._step(Stage.CONNECT, command, greet, verb="CONNECT",
                                 waiting="while waiting for the greeting", started=started,
                                 needs_connection=False)
-        if step.failure is not None and self._smtp is None:
-            sock.close()
-        return step
+
+    async def _greeting(self, stream: _Stream, left: float, budget: float) -> Reply | Failure:
+        """The greeting (RFC 5321 4.3.1, 3.1) through the one reply reader."""
+        got = await stream.take(1, max(left, 0.0))
+        if got:
+            raw = got[0][0]
+            if isinstance(raw, Failure):
+                return raw
+            outcome = to_reply("CONNECT", raw.code, raw.text)
+        elif stream.closed:
+            outcome = Failure(FailureKind.CLOSED,
+                              "the server closed the connection without a greeting")
+        else:
+            outcome = Failure(FailureKind.TIMEOUT,
+                              f"no greeting from the server within {budget:g} s")
+        if isinstance(outcome, Failure):
+            self.close()
+        return outcome
 
     async def _tcp(self, budget: float) -> Reply | Failure:
         """The TCP handshake, ending in `self._sock`; a Failure for what stops it. Returns a
@@ -496,12 +503,6 @@ class Session:
                     return Failure(FailureKind.LOCAL, f"cannot send from {self.source_address}: "
                                    f"{exc.strerror or exc}")
             connecting = asyncio.ensure_future(loop.sock_connect(sock, (ep.address, ep.port)))
-            # Let the connect start (the SYN leaves), then load aiosmtplib while the kernel
-            # completes the handshake: on the first connection of a run its import is off the
-            # critical path (start-up time; a no-op later).
-            await asyncio.sleep(0)
-            import aiosmtplib  # noqa: F401
-
             try:
                 await asyncio.wait_for(connecting, budget)
             except TimeoutError:
@@ -542,49 +543,46 @@ class Session:
         return (await self.hello())[-1]
 
     def _set_capabilities(self, step: Step, *, esmtp: bool) -> None:
-        from aiosmtplib import SMTPResponse
-
-        assert step.reply is not None and self._smtp is not None
+        assert step.reply is not None
         caps = parse_ehlo(step.reply) if esmtp else Capabilities(
             greeting=step.reply.first_line, esmtp=False)
-        if not esmtp:
-            self._smtp.last_helo_response = SMTPResponse(250, step.reply.text)
-        else:
-            # Tell aiosmtplib what we learned, so that starttls() does not send its own EHLO.
-            self._smtp.last_ehlo_response = SMTPResponse(250, step.reply.text)
         if self.tls is None:
             self.capabilities_before_tls = caps
         self.capabilities = caps
 
     async def starttls(self) -> Step:
-        """STARTTLS and the handshake (RFC 3207). Afterwards the caller must EHLO again."""
-        smtp = self._smtp
+        """STARTTLS and the handshake (RFC 3207). Afterwards the caller must EHLO again.
+
+        The command is sent whether or not it was advertised: the caller decided to try (e.g.
+        to see how a server that hides it reacts)."""
+        command = wire.starttls()
 
         async def act(budget: float) -> Reply | Failure:
-            assert smtp is not None and self._stream is not None
-            if not smtp.supports_extension("starttls"):
-                # aiosmtplib refuses to send STARTTLS unless it was advertised; pretend it was,
-                # the caller decided to try (e.g. to see how a server that hides it reacts).
-                smtp.esmtp_extensions["starttls"] = ""
-            # Whatever the server said before our STARTTLS is dropped with the plain stream
-            # (RFC 3207 6: nothing from before the handshake may be trusted after it).
-            self._stream.release()
-            self._stream = None
-            try:
-                response = await smtp.starttls(
-                    tls_context=client_tls_context(),
-                    server_hostname=self.endpoint.name or None,
-                    timeout=budget,
-                )
-            except BaseException:
-                if smtp.is_connected and smtp.transport is not None:
-                    self._install_stream()
-                raise
-            outcome = to_reply("STARTTLS", response.code, response.message)
-            if smtp.is_connected and smtp.transport is not None:
-                self._install_stream()
-            if isinstance(outcome, Reply) and outcome.code == 220:
-                self.capabilities = None  # RFC 3207 4.2: forget what was learned before TLS
+            loop = asyncio.get_running_loop()
+            until = loop.time() + budget
+            [(outcome, _)] = await self._exchange([command], budget)
+            stream = self._stream
+            if not isinstance(outcome, Reply) or outcome.code != 220 or stream is None:
+                return outcome
+            # Whatever came after the 220 in the clear is dropped (RFC 3207 6: a man in the
+            # middle may have put it there, CVE-2011-0411).
+            stream.forget()
+            assert stream.transport is not None
+            left = until - loop.time()
+            if left <= 0:
+                raise ConnectionAbortedError("TLS handshake: no time left")
+            if stream.closed or stream.transport.is_closing():
+                return Failure(FailureKind.TLS_HANDSHAKE, "the server closed the connection "
+                               "right after its 220, before the TLS handshake")
+            # asyncio's own handshake timeout never fires when the peer is gone before the
+            # handshake starts: the step's own bound as well.
+            transport = await asyncio.wait_for(loop.start_tls(
+                stream.transport, stream, client_tls_context(),
+                server_hostname=self.endpoint.name or None, ssl_handshake_timeout=left), left)
+            if transport is None:
+                raise ConnectionResetError(errno.ECONNRESET, "closed during the handshake")
+            stream.transport = transport
+            self.capabilities = None  # RFC 3207 4.2: forget what was learned before TLS
             return outcome
 
         step = await self._step(Stage.STARTTLS, "STARTTLS", act, verb="STARTTLS",
@@ -596,8 +594,8 @@ class Session:
         return step
 
     def _tls_info(self) -> TlsInfo:
-        assert self._smtp is not None
-        ssl_object = self._smtp.get_transport_info("ssl_object")
+        ssl_object = self._ssl_object()
+        assert ssl_object is not None
         version = ssl_object.version() or "unknown"
         cipher_name, _, bits = ssl_object.cipher() or ("unknown", "", None)
         chain: list[bytes] = []
@@ -687,7 +685,7 @@ class Session:
 
         async def act(budget: float) -> Reply | Failure:
             assert self._stream is not None
-            self._stream.transport.write(body)
+            self._stream.write(body)
             [(outcome, _)] = await self._exchange_written(".", budget)
             return outcome
 
@@ -757,7 +755,7 @@ class Session:
         step = None
         if self.connected and self._stream is not None:
             try:
-                self._stream.transport.write(b"QUIT\r\n")
+                self._stream.write(b"QUIT\r\n")
             except (OSError, RuntimeError):
                 pass
             step = Step(stage=Stage.QUIT, command="QUIT", elapsed_ms=0.0)
@@ -766,11 +764,8 @@ class Session:
 
     def close(self) -> None:
         if self._stream is not None:
-            self._stream.closed = True
+            self._stream.close()
             self._stream = None
-        if self._smtp is not None:
-            self._smtp.close()
-            self._smtp = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None

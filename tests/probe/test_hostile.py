@@ -61,6 +61,12 @@ EXPECT: dict[str, Expect] = {
                                 Category.PROTOCOL_ERROR),
     "non_utf8": Expect(Stage.RCPT, 550, 1, Category.USER_UNKNOWN),
     "bad_code": Expect(Stage.CONNECT, FailureKind.PROTOCOL, 3, Category.PROTOCOL_ERROR),
+    "mixed_greeting": Expect(Stage.CONNECT, FailureKind.PROTOCOL, 3, Category.PROTOCOL_ERROR),
+    "greet_and_close": Expect(Stage.EHLO, FailureKind.CLOSED, 3, Category.CONNECTION_FAILED),
+    # Like broken TLS: the check goes on without it (this server does not insist on TLS).
+    "starttls_mixed": Expect(Stage.STARTTLS, FailureKind.PROTOCOL, 0, Category.SUCCESS),
+    "starttls_injection": Expect(Stage.STARTTLS, FailureKind.TLS_HANDSHAKE, 0, Category.SUCCESS,
+                                 (Category.TLS_FAILED,)),
     "mismatched_replies": Expect(Stage.MAIL, FailureKind.PROTOCOL, 3, Category.PROTOCOL_ERROR),
     "close_mid_reply": Expect(Stage.EHLO, FailureKind.CLOSED, 3, Category.CONNECTION_FAILED),
     # Broken TLS: like an MTA the check goes on without it, and the server wants TLS.
@@ -177,7 +183,7 @@ async def test_check_cli(hostile: LabServer) -> None:
               "--timeout", str(TIMEOUT), "--deadline", str(DEADLINE), "--helo", HELO]
     # The text run goes beside the JSON one; only the JSON run's time is reported.
     run, text = await asyncio.gather(smtpprobe(*common, "--json"), smtpprobe(*common, "-v"))
-    assert_clean_end(run)
+    assert_clean_end(run, codes=(expect.exit,))
     assert run.err == b""
     data = json.loads(run.out)
     decisive = data["finding"]["category"]
@@ -189,7 +195,7 @@ async def test_check_cli(hostile: LabServer) -> None:
     assert set(c.value for c in expect.also) <= listed, listed
     assert not any(c.upper().startswith("AUTH") for c in hostile.commands)
 
-    assert_clean_end(text)
+    assert_clean_end(text, codes=(expect.exit,))
     assert text.code == run.code
     assert not TERMINAL_CONTROL.search(text.out), TERMINAL_CONTROL.findall(text.out)[:5]
     assert "Verdict" in text.text
@@ -268,6 +274,10 @@ async def test_checker_in_process_with_bounded_memory(kb: KnowledgeBase,
 
 
 # --- sweep and relay, through the CLI -------------------------------------------------------------
+
+
+# Servers whose trouble lies before a TLS handshake they then do properly.
+SOUND_WITH_A_CERTIFICATE = frozenset({"starttls_injection"})
 
 
 @pytest.fixture
@@ -352,6 +362,13 @@ async def test_relay_against_every_hostile_server(all_hostile: dict[str, LabServ
 
     runs = await asyncio.gather(*(relay(n, s) for n, s in all_hostile.items()))
     for name, run in runs:
+        if name in SOUND_WITH_A_CERTIFICATE:
+            # Its trick (a reply in the clear behind the 220) is dropped; over TLS it is sound.
+            assert_clean_end(run, codes=(0,))
+            data = json.loads(run.out)
+            assert data["verdict"] == "pass", data["checks"]
+            assert {c["name"]: c["status"] for c in data["checks"]}["tls"] == "pass"
+            continue
         assert_clean_end(run)
         data = json.loads(run.out)
         failed = [c for c in data["checks"] if c["status"] == "fail"]
@@ -501,3 +518,37 @@ async def test_sweep_and_relay_text_output_cannot_steer_the_terminal(name: str) 
         assert_clean_end(run)
         assert not TERMINAL_CONTROL.search(run.out), TERMINAL_CONTROL.findall(run.out)[:5]
     assert "550" in relay.text  # the hostile reply was shown, cleaned
+
+
+# --- one reply grammar from the greeting on (the session's own transport) -------------------------
+
+
+async def test_a_reply_in_the_clear_behind_starttls_220_is_dropped(cert: LabCert) -> None:
+    # RFC 3207 6: what came before the handshake is not trusted after it. The injected 250
+    # must not become the answer to the EHLO sent over TLS.
+    async with await serve(HOSTILE["starttls_injection"], cert=cert) as server:
+        steps = await drive(server)
+    [hello_after] = [s for s in steps if s.stage is Stage.EHLO][1:]
+    assert hello_after.reply is not None and hello_after.reply.code == 250
+    assert "injected" not in hello_after.reply.text
+    assert "PIPELINING" in hello_after.reply.text  # the real capabilities, over TLS
+    [rcpt] = [s for s in steps if s.stage is Stage.RCPT]
+    assert rcpt.stage is Stage.RCPT and rcpt.reply is not None and rcpt.reply.code == 250
+
+
+async def test_a_greeting_whose_lines_disagree_is_no_welcome() -> None:
+    async with await serve(HOSTILE["mixed_greeting"]) as server:
+        steps = await drive(server)
+    [greeting] = steps
+    assert greeting.failure is not None and greeting.failure.kind is FailureKind.PROTOCOL
+    # The evidence quotes the server's own codes.
+    assert "554" in greeting.failure.detail and "220" in greeting.failure.detail
+
+
+async def test_a_check_of_a_server_that_greets_and_hangs_up(kb: KnowledgeBase) -> None:
+    async with await serve(HOSTILE["greet_and_close"]) as server:
+        report = await Checker(kb, CheckOptions(
+            helo=HELO, timeout=TIMEOUT, deadline=DEADLINE,
+            server=(server.host, server.port))).check(parse_address("alice@lab.test"))
+    assert report.finding is not None
+    assert report.finding.category is Category.CONNECTION_FAILED, report.finding
