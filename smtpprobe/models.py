@@ -560,6 +560,7 @@ class RelayReport:
     # Addresses left out (unusable, private, over the limit), in the order they were met;
     # the connect attempts on addresses given up are the first steps of the connect check.
     address_findings: tuple[Finding, ...] = ()
+    notes: tuple[Finding, ...] = ()  # what passed but is worth a word (a slow greeting)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -186,17 +186,31 @@ def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
         from smtpprobe.report.words import text
 
         total = len(targets)
+        # Addresses in flight, oldest first (dicts keep insertion order): the bar names the
+        # mail domain of the one the run has waited on longest.
+        pending: dict[int, str] = {}
+
+        def describe(done: int) -> str:
+            line = text("progress.checking", lang, done=done, total=total)
+            oldest = next(iter(pending.values()), None)
+            return line if oldest is None else line + " · " + text(
+                "progress.waiting", lang, domain=oldest)
+
         with Progress(console=Console(stderr=True), transient=True) as progress:
-            task = progress.add_task(text("progress.checking", lang, done=0, total=total),
-                                     total=total)
+            task = progress.add_task(describe(0), total=total)
+
+            def started(position: int, address: Address) -> None:
+                pending[position] = address.domain
+                if len(pending) == 1:
+                    progress.update(task, description=describe(0))
 
             def advance(position: int, report: CheckReport) -> None:
                 on_done(position, report)
+                pending.pop(position, None)
                 done = len(writer.done) - (len(items) - total)
-                progress.update(task, advance=1, description=text(
-                    "progress.checking", lang, done=done, total=total))
+                progress.update(task, advance=1, description=describe(done))
 
-            await check_all(checker, targets, on_done=advance)
+            await check_all(checker, targets, on_done=advance, on_start=started)
 
     async def go() -> None:
         loop = asyncio.get_running_loop()

@@ -494,6 +494,7 @@ class Checker:
 
 async def check_all(checker: Checker, addresses: Iterable[Address], *,
                     on_done: Callable[[int, CheckReport], None] | None = None,
+                    on_start: Callable[[int, Address], None] | None = None,
                     collect: bool = True) -> list[CheckReport]:
     """Check many addresses; `on_done(index, report)` as each is ready, and (with `collect`)
     the reports in input order. `--deadline` bounds the whole run, not each address. With the
@@ -537,6 +538,8 @@ async def check_all(checker: Checker, addresses: Iterable[Address], *,
                 await slots.acquire()
             if failures:
                 break
+            if on_start is not None:
+                on_start(index, address)
             task = asyncio.create_task(one(index, address))
             running.add(task)
             task.add_done_callback(ended)

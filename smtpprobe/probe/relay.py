@@ -30,7 +30,7 @@ from smtpprobe.core.classify import Classifier
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.core.redact import Redactor
 from smtpprobe.core.tlsproblems import covered_names, tls_problems
-from smtpprobe.core.verdict import relay_verdict
+from smtpprobe.core.verdict import relay_verdict, slow_steps
 from smtpprobe.models import (
     AuthResult,
     CheckStatus,
@@ -262,7 +262,10 @@ class Relay:
             message_id=run.message_id, queue_id=run.queue_id,
             user=self.credentials.user if self.credentials else None,
             elapsed_ms=(time.perf_counter() - started) * 1000,
-            addresses=addresses, address_findings=notes)
+            addresses=addresses, address_findings=notes,
+            notes=tuple(self.classifier.observe(stage, kind, detail)
+                        for stage, kind, detail in slow_steps(
+                            [s for c in run.checks for s in c.steps], opts.host)))
 
     def _session(self, address: str, name: str | None, deadline: float) -> Session:
         opts = self.options

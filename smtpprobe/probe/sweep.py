@@ -21,6 +21,7 @@ from smtpprobe.core.classify import Classifier, unique_findings
 from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.core.recommendation import recommend
 from smtpprobe.core.redact import Redactor
+from smtpprobe.core.verdict import slow_steps
 from smtpprobe.errors import UsageError
 from smtpprobe.models import (
     AuthOutcome,
@@ -210,7 +211,9 @@ class Sweeper:
                 failure=failure, tls=session.tls,
                 capabilities_before_tls=session.capabilities_before_tls,
                 capabilities_after_tls=session.capabilities if session.tls else None,
-                auth=auth, findings=tuple(unique_findings(findings)),
+                auth=auth, findings=tuple(unique_findings([*findings, *(
+                    classifier.observe(stage, kind, detail)
+                    for stage, kind, detail in slow_steps(steps, label))])),
                 elapsed_ms=(time.perf_counter() - started) * 1000)
 
         if not opening.greeted:

@@ -204,6 +204,7 @@ def sweep_dict(report: SweepReport, lang: str) -> dict[str, Any]:
         "dns_failure": finding_dict(report.dns_failure, lang) if report.dns_failure else None,
         "ports": [port_dict(p, lang) for p in report.ports],
         "recommendation": recommendation_dict(report.recommendation, lang, report.user),
+        "address_findings": [finding_dict(f, lang) for f in report.address_findings],
         "elapsed_ms": round(report.elapsed_ms, 2),
     }
 
@@ -234,6 +235,8 @@ def relay_dict(report: RelayReport, lang: str) -> dict[str, Any]:
         "user": report.user,
         "message_id": report.message_id,
         "queue_id": report.queue_id,
+        "address_findings": [finding_dict(f, lang) for f in report.address_findings],
+        "notes": [finding_dict(f, lang) for f in report.notes],
         "elapsed_ms": round(report.elapsed_ms, 2),
     }
 

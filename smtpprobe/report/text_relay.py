@@ -107,6 +107,9 @@ def relay_view(report: RelayReport, lang: str, *,
             (s.reply for s in reversed(check.steps) if s.reply is not None), None)
         parts.append(finding_panel(check.finding, lang, reply=reply,
                                    title=check_label(check, lang)))
+    # Addresses left out or given up, and what passed but is worth a word (a slow greeting).
+    for finding in (*report.address_findings, *report.notes):
+        parts.append(finding_panel(finding, lang))
     return Group(*parts)
 
 

@@ -130,6 +130,7 @@ def sweep_view(report: SweepReport, lang: str, *,
                 if f.severity not in (Severity.OK,)]
     if report.dns_failure is not None:
         problems.insert(0, (0, report.dns_failure))
+    problems[:0] = [(0, f) for f in report.address_findings]
     if problems:
         parts.append(Text(t("findings", lang), style="bold"))
         for port, finding in problems:

@@ -78,6 +78,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "list.line": ("line {line}", "Zeile {line}"),
     "progress.checking": ("checking {done} of {total} addresses",
                           "prüfe Adressen: {done} von {total}"),
+    "progress.waiting": ("waiting on {domain}", "warte auf {domain}"),
     "warn.invisible": ("removed invisible characters from {where}: {chars}",
                        "unsichtbare Zeichen aus {where} entfernt: {chars}"),
     "warn.invalid": ("{where}: not checked: {error}", "{where}: nicht geprüft: {error}"),

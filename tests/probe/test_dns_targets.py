@@ -177,6 +177,16 @@ async def test_sweep_moves_to_the_next_address_when_no_port_connects(
     (given_up,) = report.address_findings
     assert given_up.rule.startswith("failure.refused")
     assert "[::1]" in given_up.evidence
+    # ... and the user sees it, in JSON and in the text's findings.
+    from rich.console import Console
+
+    from smtpprobe.report.json import sweep_dict
+    from smtpprobe.report.text_sweep import sweep_view
+
+    assert sweep_dict(report, "en")["address_findings"][0]["rule"] == given_up.rule
+    console = Console(record=True, width=160, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(sweep_view(report, "en"))
+    assert "[::1]" in console.export_text()
 
 
 async def test_sweep_of_a_public_name_on_loopback(

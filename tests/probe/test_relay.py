@@ -404,3 +404,24 @@ async def test_cli_password_never_in_any_output(tmp_path: Path, lab_server: LabS
     for text in texts:
         for form in forms:
             assert form not in text
+
+
+async def test_a_slow_greeting_is_a_note_in_text_and_json(
+        kb: KnowledgeBase, trust: TrustStore, lab_server: LabServerFactory) -> None:
+    # Issue 10: a slow banner passed silently; the relay still passes, with a warning beside.
+    from rich.console import Console
+
+    from smtpprobe.report.json import relay_dict
+    from smtpprobe.report.text_relay import relay_view
+
+    server = await lab_server("slow_banner", banner_delay=3.4)
+    report = await run_relay(kb, trust, server.port, timeout=6.0, deadline=12.0,
+                             tls="none")
+    [note] = report.notes
+    assert note.rule == "observe.slow_reply" and "greeting took 3." in note.evidence
+    assert note.severity is Severity.WARNING
+    assert relay_dict(report, "en")["notes"][0]["rule"] == "observe.slow_reply"
+    console = Console(record=True, width=120, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(relay_view(report, "en"))
+    shown = console.export_text()
+    assert report.verdict.value == "pass" and "greeting took 3." in shown

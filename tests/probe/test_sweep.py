@@ -33,6 +33,7 @@ from smtpprobe.models import (
     PortMode,
     PortReport,
     PortState,
+    Severity,
     Stage,
     Step,
     SweepReport,
@@ -354,6 +355,19 @@ async def test_banner_timeout_is_silent_not_filtered(kb: KnowledgeBase, trust: T
     report = await Sweeper(kb, opts, trust=trust, redactor=Redactor()).sweep()
     [port] = report.ports
     assert (port.state, port.reachable) == (PortState.SILENT, True)
+
+
+async def test_a_slow_greeting_that_passes_is_still_worth_a_word(
+        kb: KnowledgeBase, trust: TrustStore, lab_server: LabServerFactory) -> None:
+    # Issue 10: an 8 s greeting passed silently. Over SLOW_MS (3 s) it is a warning.
+    server = await lab_server("slow_banner", banner_delay=3.4)
+    opts = SweepOptions(host="127.0.0.1", ports=parse_ports(f"{server.port}:starttls"),
+                        helo="probe.lab.test", timeout=6.0, deadline=12.0)
+    report = await Sweeper(kb, opts, trust=trust, redactor=Redactor()).sweep()
+    [port] = report.ports
+    assert port.reachable and port.banner is not None
+    slow = next(f for f in port.findings if f.rule == "observe.slow_reply")
+    assert slow.severity is Severity.WARNING and "greeting took 3." in slow.evidence
 
 
 # --- the command line -------------------------------------------------------------------------
