@@ -383,3 +383,40 @@ def test_reprs_of_what_a_run_produces(lab: _Lab, cafile: Path) -> None:
     assert "535" in text  # the echoing servers were reached
     # No redactor was given on purpose: the Session masks what it sent by itself.
     assert_clean(text, "a repr")
+
+
+# --- --password-file on a named pipe: bounded ------------------------------------------------
+
+
+def test_a_pipe_without_a_writer_is_a_usage_error_in_bounded_time(tmp_path: Path) -> None:
+    from smtpprobe.cli.secrets import read_password_file
+    from smtpprobe.errors import UsageError
+
+    pipe = tmp_path / "pw.fifo"
+    os.mkfifo(pipe)
+    with pytest.raises(UsageError, match="no complete password within 0.3 s"):
+        read_password_file(str(pipe), warn=lambda _: None, wait=0.3)
+
+
+@pytest.mark.parametrize("payload", [b"s3cret-pipe\n", b"s3cret-pipe", b"s3cret-pipe\r\nrest"])
+def test_a_pipe_that_a_writer_fills_gives_its_first_line(tmp_path: Path,
+                                                        payload: bytes) -> None:
+    from smtpprobe.cli.secrets import read_password_file
+
+    pipe = tmp_path / "pw.fifo"
+    os.mkfifo(pipe)
+
+    def writer() -> None:
+        time.sleep(0.2)  # the reader is waiting before the writer comes
+        with open(pipe, "wb") as handle:
+            handle.write(payload[:4])
+            handle.flush()
+            time.sleep(0.1)
+            handle.write(payload[4:])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert read_password_file(str(pipe), warn=lambda _: None, wait=10) == "s3cret-pipe"
+    finally:
+        thread.join(5)
