@@ -276,6 +276,89 @@ CASES = {
 }
 
 
+# More shapes (issue 14): qmail-send's notice (qmail-remote names the failed step in its own
+# words), Exchange 2016 on-premises, and a plain RFC 3464 delivery-status part from an MTA
+# that is not Postfix. Layout and fixed phrases as in the real notices, the rest our own.
+QMAIL_RCPT = """Hi. This is the qmail-send program at mx.sender.example.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+This is a permanent error; I've given up. Sorry it didn't work out.
+
+<ines@example.net>:
+192.0.2.44 does not like recipient.
+Remote host said: 550 5.1.1 <ines@example.net>: Recipient address rejected: User unknown
+Giving up on 192.0.2.44.
+
+--- Below this line is a copy of the message.
+"""
+QMAIL_SENDER = """Hi. This is the qmail-send program at mx.sender.example.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+This is a permanent error; I've given up. Sorry it didn't work out.
+
+<otto@example.net>:
+Connected to 192.0.2.45 but sender was rejected.
+Remote host said: 553 5.7.1 <news@sender.example>: Sender address rejected: not owned by user
+"""
+EXCH2016 = """Delivery has failed to these recipients or groups:
+
+Lars Petersen (lars.petersen@example.org)
+Nobody by this address could be found here. Look at the spelling and send it again; your
+help desk can help if it keeps happening.
+
+Diagnostic information for administrators:
+
+Generating server: EXCH16.corp.example
+Receiving server: mx02.example.org (192.0.2.60)
+
+lars.petersen@example.org
+Remote Server returned '550 5.1.1 <lars.petersen@example.org>: Recipient address rejected: \
+User unknown in local recipient table'
+
+Original message headers:
+"""
+DSN = """This is a MIME-encapsulated message.
+
+--9B095B5ADSN=_01D4F4B1A8C4E56A00000001mail.example.com
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; relay.example.com
+Arrival-Date: Tue, 1 Dec 2026 10:00:00 +0100
+
+Final-Recipient: rfc822; ute@example.net
+Action: failed
+Status: 5.7.1
+Remote-MTA: dns; mx.example.net
+Diagnostic-Code: smtp; 550 5.7.1 Message rejected as spam by Content Filtering.
+Last-Attempt-Date: Tue, 1 Dec 2026 10:00:05 +0100
+"""
+
+MORE_SHAPES = {
+    # name: (text, reply, recipient, reporting host, stage, category)
+    "qmail-rcpt": (QMAIL_RCPT, "550 5.1.1 <ines@example.net>: Recipient address rejected: "
+                   "User unknown", "ines@example.net", "mx.sender.example", Stage.RCPT,
+                   Category.USER_UNKNOWN),
+    "qmail-sender": (QMAIL_SENDER, "553 5.7.1 <news@sender.example>: Sender address rejected: "
+                     "not owned by user", "otto@example.net", "mx.sender.example", Stage.MAIL,
+                     Category.SENDER_MISMATCH),
+    "exchange-2016": (EXCH2016, "550 5.1.1 <lars.petersen@example.org>: Recipient address "
+                      "rejected: User unknown in local recipient table",
+                      "lars.petersen@example.org", "EXCH16.corp.example", None,
+                      Category.USER_UNKNOWN),
+    "rfc3464": (DSN, "550 5.7.1 Message rejected as spam by Content Filtering.",
+                "ute@example.net", "relay.example.com", None, Category.CONTENT_REJECTED),
+}
+
+
+@pytest.mark.parametrize("name", list(MORE_SHAPES))
+def test_more_bounce_shapes(kb: KnowledgeBase, name: str) -> None:
+    text, reply, recipient, host, stage, category = MORE_SHAPES[name]
+    found = extract_reply(text)
+    assert (found.reply_text, found.recipient, found.reporting_host, found.stage) == (
+        reply, recipient, host, stage)
+    explained = explain_pasted(kb, text)
+    assert explained.finding.category is category, explained.finding.rule
+    assert "qmail-send" not in explained.finding.evidence
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_bounce_gives_reply_recipient_and_reporting_host(name: str) -> None:
     text, reply, recipient, host, stage = CASES[name]
