@@ -150,3 +150,35 @@ def test_an_interrupted_run_keeps_what_was_finished(tmp_path: Path, lab: LabWorl
     assert results["alice@slow.test"]["verdict"] == "interrupted"
     assert err.strip().splitlines()[-1] == "smtpprobe: interrupted: 2 of 3 addresses checked"
     assert "Traceback" not in err
+
+
+# --- big files: read whole or refused, never cut (issue 11) ---------------------------------------
+
+
+def test_a_file_past_64_mi_characters_is_read_whole(tmp_path: Path, run_cli: RunCli,
+                                                    lab: LabWorld) -> None:
+    # The old reader stopped at 64 Mi characters, even mid-address: the last line below would
+    # have been lost, or cut into another domain.
+    path = tmp_path / "big.txt"
+    padding = ("# " + "x" * 98 + "\n") * (66 * (1 << 20) // 100)
+    path.write_text(padding + "alice@good.test\n", encoding="utf-8")
+    assert path.stat().st_size > 65 * (1 << 20)
+    done = run_cli("check", "--file", str(path), "--json", *common(lab), timeout=120)
+    [result] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (result["address"], result["verdict"]) == ("alice@good.test", "accepted")
+
+
+def test_a_file_over_the_limit_is_refused_before_any_traffic(tmp_path: Path, lab: LabWorld,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    from smtpprobe.cli.check import _read_address_file
+    from smtpprobe.core import addresslist as module
+    from smtpprobe.errors import UsageError
+
+    path = tmp_path / "list.txt"
+    path.write_text("alice@good.test\n" * 100, encoding="utf-8")
+    monkeypatch.setattr(module, "MAX_FILE", 1000)
+    with pytest.raises(UsageError, match="larger than"):
+        _read_address_file(str(path))
+    monkeypatch.setattr(module, "MAX_FILE", 1600)
+    assert _read_address_file(str(path)).count("\n") == 100  # exactly at the limit: whole
