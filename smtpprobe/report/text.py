@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from smtpprobe.core.wire import shorten
 from smtpprobe.models import Category, Finding, HostReport, Reply, Severity
 from smtpprobe.report.transcript import Direction, plain, transcript_lines
 from smtpprobe.report.words import text as t
@@ -65,14 +66,15 @@ def finding_title(finding: Finding, lang: str) -> str:
     return finding.title.get(lang) if finding.title else str(finding.category)
 
 
-def finding_line(finding: Finding, lang: str, *, prefix: str = "", width: int = 100) -> Text:
-    """One line: mark, optional prefix (a port), title, category and the evidence."""
+def finding_line(finding: Finding, lang: str, *, prefix: str = "", width: int = 240) -> Text:
+    """One line: mark, optional prefix (a port), title, category and the evidence (wrapped by
+    the terminal; a long one is cut at a word and marked "…", never mid-word)."""
     style = SEVERITY_STYLE[finding.severity]
     line = Text(f" {SEVERITY_MARK[finding.severity]} ", style=style)
     if prefix:
         line.append(prefix, style="bold")
     line.append(finding_title(finding, lang), style=style)
-    line.append(f" ({finding.category}): {finding.evidence[:width]}", style="dim")
+    line.append(f" ({finding.category}): {shorten(finding.evidence, width)}", style="dim")
     return line
 
 

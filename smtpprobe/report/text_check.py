@@ -9,6 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from smtpprobe.core.verdict import Transaction
 from smtpprobe.core.wire import shorten
 from smtpprobe.models import (
     AddressStatus,
@@ -30,9 +31,13 @@ from smtpprobe.report.text import (
 from smtpprobe.report.words import text as t
 
 
-def _step_line(step: Step, lang: str) -> list[RenderableType]:
+def _step_line(step: Step, lang: str, *, expected: bool = False) -> list[RenderableType]:
+    """One row of a host's steps; `expected`: a refusal we asked for (the made-up address of
+    the catch-all test), shown as information, not as an error."""
     finding = step.finding
     severity = finding.severity if finding else Severity.OK
+    if expected:
+        severity = Severity.INFO
     if step.reply is None and step.failure is None:
         mark, style, code, said = "·", "dim", "", t("no_reply_awaited", lang)
     elif step.failure is not None:
@@ -69,12 +74,16 @@ def _tls_line(tls: TlsInfo | None, lang: str) -> Text:
     return out
 
 
-def host_block(host: HostReport, lang: str) -> RenderableType:
+def host_block(host: HostReport, lang: str, *, probe_refused: bool = False) -> RenderableType:
+    """A host's steps; `probe_refused`: the run found no catch-all, so the second RCPT (the
+    made-up address) was refused as hoped."""
     table = Table.grid(padding=(0, 1))
     for _ in range(5):
         table.add_column()
+    rcpts = Transaction.of(host.steps).rcpts if probe_refused else ()
+    probe = rcpts[1] if len(rcpts) > 1 else None
     for step in host.steps:
-        table.add_row(*_step_line(step, lang))
+        table.add_row(*_step_line(step, lang, expected=step is probe))
     where = f"[{host.address}]" if ":" in host.address else host.address
     title = Text(f"{host.host} {where}:{host.port}" if host.host != host.address
                  else f"{where}:{host.port}", style="bold")
@@ -99,7 +108,7 @@ def check_view(report: CheckReport, lang: str, *,
         mx.append(t("mx.none", lang), style="yellow")
     parts.append(mx)
     for host in report.hosts:
-        parts.append(host_block(host, lang))
+        parts.append(host_block(host, lang, probe_refused=report.catch_all is False))
     if verbose:
         parts.append(Text(t("transcript", lang), style="bold"))
         parts.extend(transcript(h) for h in report.hosts)

@@ -134,8 +134,7 @@ def sweep_view(report: SweepReport, lang: str, *,
     if problems:
         parts.append(Text(t("findings", lang), style="bold"))
         for port, finding in problems:
-            parts.append(finding_line(finding, lang, prefix=f"{port}: " if port else "",
-                                      width=120))
+            parts.append(finding_line(finding, lang, prefix=f"{port}: " if port else ""))
     if verbose:
         parts.append(Text(t("transcript", lang), style="bold"))
         parts.extend(transcript(_host(p)) for p in report.ports)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from smtpprobe.core.knowledge.load import KnowledgeBase
 from smtpprobe.lab.dns import LabDns, Record
 from smtpprobe.lab.smtp import serve
 from smtpprobe.lab.tls import LabCA
@@ -32,6 +33,7 @@ from smtpprobe.models import (
     Verdict,
 )
 from smtpprobe.probe.check import CheckOptions
+from smtpprobe.report.text_check import check_view
 
 EXTRA = (
     Domain("relay.test", ((10, "mx.relay.test", "127.0.0.31", "relay_denied"),)),
@@ -271,6 +273,13 @@ async def test_catch_all_detection(check: Check) -> None:
     note = next(f for f in real.findings if f.rule == "observe.not_catch_all")
     assert note.severity is Severity.INFO and "counts" in note.evidence
     assert real.finding.category is Category.SUCCESS
+    # In the text, the made-up address's row is information, and the finding line keeps the
+    # server's words whole or ends a cut with "…" (issue 10).
+    shown = rendered(check_view(real, "en"))
+    [probe_row] = [line for line in shown.splitlines() if "550" in line and "rcpt" in line]
+    assert probe_row.lstrip().startswith("·"), probe_row
+    assert any("Not a catch-all" in line for line in shown.splitlines())
+    assert "✗" not in shown
 
 
 async def test_null_mx_and_nxdomain_connect_to_nothing(check: Check, world: LabWorld) -> None:
@@ -389,3 +398,26 @@ def test_cli_json_and_exit_codes(run_cli: RunCli) -> None:
         assert "ABGELEHNT" in text.stdout and "ANGENOMMEN" in text.stdout
         assert "-> RCPT TO:<nobody@good.test>" in text.stdout
         assert "<-  550 5.1.1" in text.stdout
+
+
+def rendered(view: object) -> str:
+    import os
+
+    from rich.console import Console
+
+    console = Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(view)
+    return console.export_text()
+
+
+def test_a_finding_line_is_cut_at_a_word_and_marked(kb: KnowledgeBase) -> None:
+    from smtpprobe.core.classify import Classifier
+    from smtpprobe.models import FailureKind, Stage
+    from smtpprobe.report.text import finding_line
+
+    evidence = "dead.example [192.0.2.1]: connection refused; " + "mx1.example answered " * 20
+    finding = Classifier(kb).observe(Stage.CONNECT, FailureKind.REFUSED, evidence.strip())
+    line = finding_line(finding, "en").plain
+    assert line.endswith("…")
+    last = line[:-1].split()[-1]
+    assert last in ("mx1.example", "answered"), last  # whole words only, never "ans"
