@@ -62,13 +62,15 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
 def test_every_file_is_in_a_kind_folder() -> None:
     files = [p.relative_to(SOURCE).as_posix() for p in SOURCE.rglob("*") if p.is_file()]
     assert files
-    assert {name.split("/")[0] for name in files} == {"codes", "patterns", "probe"}
+    assert {name.split("/")[0] for name in files} == {"codes", "patterns", "probe",
+                                                   "domain"}
     assert all(name.count("/") == 1 and name.endswith(".toml") for name in files), files
     assert not [name for name in files if name.startswith("patterns/patterns-")]
 
 
 def test_each_folder_holds_its_kind_of_rule(kb: KnowledgeBase) -> None:
-    assert {rule.source.split("/")[0] for rule in kb.rules} == {"codes", "patterns", "probe"}
+    assert {rule.source.split("/")[0] for rule in kb.rules} == {"codes", "patterns", "probe",
+                                                               "domain"}
     assert kb.fallback.source == "codes/fallback.toml"
     for rule in kb.rules:
         kind = rule.source.split("/")[0]
@@ -77,7 +79,7 @@ def test_each_folder_holds_its_kind_of_rule(kb: KnowledgeBase) -> None:
             assert rule.codes or rule.classes or rule.enhanced, rule.id
         elif kind == "patterns":
             assert rule.pattern is not None and not rule.failures, rule.id
-        else:  # our own observations and failures, and the STARTTLS/AUTH replies
+        else:  # our own observations and failures (probe/, domain/), the STARTTLS/AUTH replies
             assert rule.failures or rule.source == "probe/auth-tls.toml", rule.id
 
 
