@@ -5,7 +5,7 @@ Needs the real-MTA test installation running (sudo tests/realmta/realmta.sh star
 (bench/benchmta.py, started and stopped here). Runs, in order:
 
   bench/startup.py   start-up of --help and explain against python -c pass
-  bench/walk.py      one address, smtpprobe check against swaks, 0 and 50 ms round trip
+  bench/walk.py      one address, smtpprobe check against swaks, 0 to 150 ms round trip
   bench/sweep.py     a three-port sweep: concurrent or serial
   bench/many.py      1,000 addresses over 10 domains at 50 ms round trip
 

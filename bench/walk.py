@@ -1,4 +1,4 @@
-"""One address, one walk: `smtpprobe check` against swaks, at 0 ms and at 50 ms round trip.
+"""One address, one walk: `smtpprobe check` against swaks, at 0, 50, 100 and 150 ms round trip.
 
 Both clients do the same walk against a real Postfix through bench/proxy.py: greeting, EHLO,
 STARTTLS, EHLO, MAIL FROM:<>, RCPT TO:<an existing mailbox>, QUIT. The Postfix is the
@@ -9,10 +9,12 @@ probe never delivers, so a test server's flow-control tokens run out, and from t
 first accepted RCPT of a transaction waits one second, for every client alike.
 Runs alternate between the clients, so a busy moment of the machine hits all of them alike.
 For each client and delay the script prints the median wall time of the whole command
-(start-up included), the median time the connection was open, the round trips counted by the
-proxy, and the ratio of the medians to swaks.
+(start-up included) with its spread (the interquartile range), the median time the connection
+was open, the round trips counted by the proxy, and the ratio of the medians to swaks. With
+`--startup-off` smtpprobe also runs with its head start turned off (SMTPPROBE_STARTUP=off,
+cli/startup.py), as a fourth client in the same alternation.
 
-usage: python bench/walk.py [--runs N] [--rtt MS ...] [--realmta] [--json FILE]
+usage: python bench/walk.py [--runs N] [--rtt MS ...] [--realmta] [--startup-off] [--json FILE]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 from collections import Counter
@@ -44,23 +47,39 @@ REALMTA = (("127.0.0.11", 25), "alice@accept.test")
 BENCH = ((benchmta.LISTENERS[0], 25), f"user1@{benchmta.DOMAINS[0]}")
 
 
-def clients(port: int, cafile: str, swaks: str, recipient: str) -> dict[str, list[str]]:
+OFF = "smtpprobe check (head start off)"
+
+
+def clients(port: int, cafile: str, swaks: str, recipient: str, *,
+            startup_off: bool = False) -> dict[str, list[str]]:
     common_swaks = [swaks, "--server", PROXY_HOST, "--port", str(port), "--tls",
                     "--to", recipient, "--from", "<>", "--helo", HELO, "--quit-after", "RCPT"]
+    check = [*smtpprobe_argv(), "check", recipient, "--server", f"{PROXY_HOST}:{port}",
+             "--cafile", cafile, "--helo", HELO, "--json"]
     return {
-        "smtpprobe check": [*smtpprobe_argv(), "check", recipient, "--server",
-                            f"{PROXY_HOST}:{port}", "--cafile", cafile, "--helo", HELO, "--json"],
+        "smtpprobe check": check,
         "swaks": common_swaks,
         "swaks --pipeline": [*common_swaks, "--pipeline"],
+        **({OFF: check} if startup_off else {}),
     }
 
 
+def spread_ms(values: list[float]) -> float:
+    """The interquartile range of the wall times, in ms."""
+    if len(values) < 4:
+        return 0.0
+    quartiles = statistics.quantiles(values, n=4)
+    return (quartiles[2] - quartiles[0]) * 1000
+
+
 async def measure(rtt_ms: float, runs: int, cafile: str, swaks: str,
-                  target: tuple[tuple[str, int], str]) -> dict[str, dict[str, float]]:
+                  target: tuple[tuple[str, int], str], *,
+                  startup_off: bool = False) -> dict[str, dict[str, float]]:
     upstream, recipient = target
     proxy = await DelayProxy((PROXY_HOST, 0), upstream, delay=rtt_ms / 2000).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMTPPROBE_")}
     try:
-        tools = clients(proxy.address[1], cafile, swaks, recipient)
+        tools = clients(proxy.address[1], cafile, swaks, recipient, startup_off=startup_off)
         walls: dict[str, list[float]] = {name: [] for name in tools}
         opens: dict[str, list[float]] = {name: [] for name in tools}
         trips: dict[str, Counter[int]] = {name: Counter() for name in tools}
@@ -70,7 +89,8 @@ async def measure(rtt_ms: float, runs: int, cafile: str, swaks: str,
             order = names[index % len(names):] + names[:index % len(names)]
             for name in order:
                 proxy.reset()
-                done = await run(tools[name])
+                done = await run(tools[name], env=dict(env, SMTPPROBE_STARTUP="off")
+                                 if name == OFF else env)
                 await asyncio.sleep(rtt_ms / 1000 + 0.02)  # let the proxy see the close
                 flows = proxy.reset()
                 if done.returncode != 0 or len(flows) != 1:
@@ -88,16 +108,14 @@ async def measure(rtt_ms: float, runs: int, cafile: str, swaks: str,
             "round_trips": trips[name].most_common(1)[0][0],
             "client_writes": writes[name].most_common(1)[0][0],
             "runs": len(walls[name]),
-            "wall_spread_ms": (statistics.quantiles(walls[name], n=4)[2]
-                               - statistics.quantiles(walls[name], n=4)[0]) * 1000
-            if len(walls[name]) >= 4 else 0.0,
+            "wall_spread_ms": spread_ms(walls[name]),
         } for name in tools}
     finally:
         await proxy.close()
 
 
-async def main_async(rtts: list[float], runs: int,
-                     use_realmta: bool) -> dict[str, dict[str, dict[str, float]]]:
+async def main_async(rtts: list[float], runs: int, use_realmta: bool, *,
+                     startup_off: bool = False) -> dict[str, dict[str, dict[str, float]]]:
     swaks = need_swaks()
     if use_realmta:
         cafile, target = realmta()["ca_file"], REALMTA
@@ -105,7 +123,8 @@ async def main_async(rtts: list[float], runs: int,
         cafile, target = str(benchmta.STATE / "ca.pem"), BENCH
     results = {}
     for rtt in rtts:
-        results[f"{rtt:g}"] = await measure(rtt, runs, cafile, swaks, target)
+        results[f"{rtt:g}"] = await measure(rtt, runs, cafile, swaks, target,
+                                            startup_off=startup_off)
     return results
 
 
@@ -115,6 +134,7 @@ def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
         base = tools["swaks"]
         for name, fig in tools.items():
             rows.append([f"{rtt} ms", name, f"{fig['wall_ms']:.0f}",
+                         f"{fig['wall_spread_ms']:.0f}",
                          f"{fig['wall_ms'] / base['wall_ms']:.2f}",
                          f"{fig['connection_ms']:.0f}",
                          f"{fig['connection_ms'] / base['connection_ms']:.2f}",
@@ -122,15 +142,17 @@ def report(results: dict[str, dict[str, dict[str, float]]]) -> str:
                          # client's Finished and its EHLO): count at a real round trip only.
                          int(fig["round_trips"]) if float(rtt) > 0 else "-",
                          int(fig["client_writes"]) if float(rtt) > 0 else "-"])
-    return table(["round trip", "client", "wall ms (median)", "vs swaks",
+    return table(["round trip", "client", "wall ms (median)", "spread", "vs swaks",
                   "connection ms (median)", "vs swaks", "round trips", "client writes"], rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--rtt", type=float, nargs="+", default=[0.0, 50.0],
+    parser.add_argument("--rtt", type=float, nargs="+", default=[0.0, 50.0, 100.0, 150.0],
                         help="round-trip times in ms")
+    parser.add_argument("--startup-off", action="store_true",
+                        help="also run smtpprobe with its head start off (cli/startup.py)")
     parser.add_argument("--realmta", action="store_true",
                         help="walk to the test installation's mx1 instead of the bench Postfix")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -140,11 +162,13 @@ def main() -> None:
         benchmta.start()
         started_mta = True
     try:
-        results = asyncio.run(main_async(args.rtt, args.runs, args.realmta))
+        results = asyncio.run(main_async(args.rtt, args.runs, args.realmta,
+                                         startup_off=args.startup_off))
     finally:
         if started_mta:
             benchmta.stop()
-    print(f"single walk, {args.runs} runs per client and round trip (medians):")
+    print(f"single walk, {args.runs} runs per client and round trip, alternating (medians; "
+          f"spread: interquartile range of the wall time):")
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
