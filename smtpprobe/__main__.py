@@ -1,3 +1,3 @@
-from smtpprobe.cli.app import entry
+from smtpprobe.cli.startup import entry
 
 entry()

@@ -145,6 +145,78 @@ class FailureKind(StrEnum):
     SLOW_REPLY = "slow_reply"  # a greeting or reply took seconds (tarpit, DNS trouble, load)
     OPEN_RELAY = "open_relay"  # mail for a foreign domain accepted without authentication
     RELAY_REFUSED = "relay_refused"  # the open-relay check passed
+    # domain: mx and tls checks (knowledge/domain/mx-tls.toml, `smtpprobe domain`)
+    DOMAIN_NO_MX = "domain_no_mx"  # no MX: mail goes to the domain's own A/AAAA (RFC 5321 5.1)
+    DOMAIN_NO_MAIL_HOST = "domain_no_mail_host"  # neither MX nor A/AAAA
+    DOMAIN_NULL_MX = "domain_null_mx"  # RFC 7505: the domain says it takes no mail
+    DOMAIN_NULL_MX_MIXED = "domain_null_mx_mixed"  # null MX beside other MX (RFC 7505 3)
+    DOMAIN_MX_DUPLICATE = "domain_mx_duplicate"  # the same host in several MX records
+    DOMAIN_MX_SAME_PREFERENCE = "domain_mx_same_preference"  # MX hosts share a preference
+    DOMAIN_NO_IPV6 = "domain_no_ipv6"  # no MX host has an AAAA record
+    DOMAIN_IPV6_UNREACHABLE = "domain_ipv6_unreachable"  # AAAA, but port 25 does not answer
+    DOMAIN_PTR_MISSING = "domain_ptr_missing"  # an MX address without reverse DNS
+    DOMAIN_FCRDNS_MISMATCH = "domain_fcrdns_mismatch"  # the PTR name does not lead back
+    DOMAIN_BANNER_MISMATCH = "domain_banner_mismatch"  # greeting name is not the PTR name
+    DOMAIN_STARTTLS_MISSING = "domain_starttls_missing"  # the MX does not offer STARTTLS
+    DOMAIN_TLS_OLD_ACCEPTED = "domain_tls_old_accepted"  # TLS 1.0/1.1 still accepted
+    DOMAIN_TLS_OLD_ONLY = "domain_tls_old_only"  # nothing newer than TLS 1.1
+    DOMAIN_POSTMASTER_REFUSED = "domain_postmaster_refused"  # RFC 5321 4.5.1
+    DOMAIN_RELAY_TRICK = "domain_relay_trick"  # a disguised outside recipient was accepted
+    # domain: policy checks (knowledge/domain/policy.toml, probe/domain_policy.py)
+    DOMAIN_SPF_MISSING = "domain_spf_missing"  # no v=spf1 TXT record
+    DOMAIN_SPF_MULTIPLE = "domain_spf_multiple"  # more than one (RFC 7208 4.5: permerror)
+    DOMAIN_SPF_INVALID = "domain_spf_invalid"  # syntax or evaluation permerror
+    DOMAIN_SPF_TOO_MANY_LOOKUPS = "domain_spf_too_many_lookups"  # > 10 (RFC 7208 4.6.4)
+    DOMAIN_SPF_VOID_LOOKUPS = "domain_spf_void_lookups"  # > 2 empty answers (RFC 7208 4.6.4)
+    DOMAIN_SPF_PERMISSIVE = "domain_spf_permissive"  # +all or ?all: anyone may send
+    DOMAIN_SPF_IP_FAILS = "domain_spf_ip_fails"  # an --ip address does not pass
+    DOMAIN_SPF_MX_NOT_LISTED = "domain_spf_mx_not_listed"  # the MX addresses do not pass
+    DOMAIN_SPF_TEMPERROR = "domain_spf_temperror"  # a lookup failed during evaluation
+    DOMAIN_DMARC_MISSING = "domain_dmarc_missing"
+    DOMAIN_DMARC_INVALID = "domain_dmarc_invalid"  # receivers ignore the record
+    DOMAIN_DMARC_MONITORING = "domain_dmarc_monitoring"  # p=none: nothing is enforced
+    DOMAIN_DMARC_PARTIAL = "domain_dmarc_partial"  # pct < 100 or a weaker sp=
+    DOMAIN_DMARC_NO_REPORTS = "domain_dmarc_no_reports"  # no rua=: nobody sees the results
+    DOMAIN_DKIM_NO_SELECTOR = "domain_dkim_no_selector"  # cannot be checked without one
+    DOMAIN_DKIM_MISSING = "domain_dkim_missing"  # no key record at the selector
+    DOMAIN_DKIM_INVALID = "domain_dkim_invalid"  # the key record does not parse
+    DOMAIN_DKIM_WEAK_KEY = "domain_dkim_weak_key"  # RSA under 2048 bits (RFC 8301 3.2)
+    DOMAIN_DKIM_REVOKED = "domain_dkim_revoked"  # p= empty
+    DOMAIN_DNSBL_LISTED = "domain_dnsbl_listed"  # an address is on a blocklist
+    DOMAIN_DNSBL_UNANSWERED = "domain_dnsbl_unanswered"  # "query refused" codes, no answer
+    DOMAIN_MTA_STS_MISSING = "domain_mta_sts_missing"
+    DOMAIN_MTA_STS_INVALID = "domain_mta_sts_invalid"  # TXT record or policy file
+    DOMAIN_MTA_STS_FETCH = "domain_mta_sts_fetch"  # the policy could not be fetched over HTTPS
+    DOMAIN_MTA_STS_MX_UNCOVERED = "domain_mta_sts_mx_uncovered"  # an MX no mx: pattern matches
+    DOMAIN_MTA_STS_TESTING = "domain_mta_sts_testing"  # mode testing or none
+    DOMAIN_TLS_RPT_MISSING = "domain_tls_rpt_missing"
+    DOMAIN_TLS_RPT_INVALID = "domain_tls_rpt_invalid"
+    DOMAIN_DANE_MISSING = "domain_dane_missing"  # no TLSA records
+    DOMAIN_DANE_MISMATCH = "domain_dane_mismatch"  # validated TLSA, the certificate differs
+    DOMAIN_DANE_UNVALIDATED = "domain_dane_unvalidated"  # TLSA present, no AD bit
+    DOMAIN_DANE_UNUSABLE = "domain_dane_unusable"  # only records SMTP clients cannot use
+    DOMAIN_DANE_NO_CERTIFICATE = "domain_dane_no_certificate"  # the MX presented no chain
+    # Through a SOCKS5 proxy (--proxy, RFC 1928): the proxy's failures, not the target's.
+    PROXY_UNREACHABLE = "proxy_unreachable"  # no TCP connection to the proxy itself
+    PROXY_AUTH = "proxy_auth"  # the proxy wants a login, or refused ours (RFC 1929)
+    PROXY_REFUSED = "proxy_refused"  # the proxy's rules forbid this connection (reply 1, 2, 7, 8)
+    PROXY_ONWARD = "proxy_onward"  # the proxy could not reach the target (reply 3, 4, 5, 6)
+    PROXY_PROTOCOL = "proxy_protocol"  # what answered is not a SOCKS5 proxy
+    # Every mail host timed out on the port and so did an unrelated one (--canary) or the
+    # other MX hosts: outgoing connections to that port are dropped on our side.
+    PORT_BLOCKED = "port_blocked"
+    PORT_OPEN = "port_open"  # ... but the canary answered: the mail hosts are at fault
+    FAMILY_EXCLUDED = "family_excluded"  # -4/-6 left a host without an address to try
+    # The provider's error for an OAuth token (RFC 7628 3.2.2: base64 JSON in a 334 reply).
+    OAUTH_ERROR = "oauth_error"
+    # The self-check of the probing host (core/selfcheck.py, `smtpprobe whoami`).
+    SELF_NO_PTR = "self_no_ptr"  # our source address has no reverse DNS
+    SELF_PTR_MISMATCH = "self_ptr_mismatch"  # ... whose name does not point back
+    SELF_HELO_MISMATCH = "self_helo_mismatch"  # the EHLO name does not resolve to it
+    SELF_LISTED = "self_listed"  # our address is on a blocklist a refusal named
+    SELF_OK = "self_ok"  # none of that
+    # An address that needs SMTPUTF8 (RFC 6531) and a server that does not offer it.
+    SMTPUTF8_NOT_OFFERED = "smtputf8_not_offered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +470,9 @@ class CheckReport:
     elapsed_ms: float = 0.0
     mail_from: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    # What DNS said about the finding's cause (probe/lookups.py): a blocklist, SPF/DMARC of
+    # the sender domain, the probe's reverse DNS; empty when the finding names nothing to check.
+    lookups: tuple[Lookup, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,6 +652,32 @@ class Credentials:
     __str__ = __repr__
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class Proxy:
+    """A SOCKS5 proxy to connect through (--proxy). `remote_dns` (socks5h): the proxy resolves
+    host names. The password never shows in a repr, a message or `url`."""
+
+    host: str
+    port: int
+    remote_dns: bool = False
+    user: str | None = None
+    password: str | None = None
+    source: str = ""  # where the password came from ("$VAR", "file F")
+
+    @property
+    def url(self) -> str:
+        """The proxy as the user wrote it, without any password."""
+        scheme = "socks5h" if self.remote_dns else "socks5"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        login = f"{self.user}@" if self.user else ""
+        return f"{scheme}://{login}{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"Proxy({self.url!r})"
+
+    __str__ = __repr__
+
+
 # -- smtpprobe domain (docs/json.md, "domain") ---------------------------------------------------
 
 
@@ -601,6 +702,19 @@ class DomainCheck:
     status: HealthStatus
     summary: LocalText
     finding: Finding | None = None
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A DNS lookup that carries out a finding's remedy (`check`, `explain --lookup`): `kind`
+    is dnsbl, spf, dmarc or ptr; `subject` the address or domain looked up; `summary` what was
+    found, one line in both languages; `details` the facts for JSON."""
+
+    kind: str
+    subject: str
+    status: HealthStatus
+    summary: LocalText
     details: Mapping[str, object] = field(default_factory=dict)
 
 

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -232,3 +233,47 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     `await asyncio.to_thread(run_cli, "relay", ...)`. Session-scoped, so module-scoped
     fixtures may use it."""
     return _smtpprobe
+
+
+@contextmanager
+def _exporter(config: Path, log: Path, *args: str, env: Mapping[str, str] | None = None
+              ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    import signal
+    import time
+
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("SMTPPROBE_")}
+    child_env.update(env or {})
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "smtpprobe", "exporter", "--listen", "127.0.0.1:0",
+             "--config", str(config), *args], stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=child_env)
+    try:
+        for _ in range(300):
+            text = log.read_text(errors="replace")
+            if "listening on http://" in text:
+                break
+            if process.poll() is not None:
+                raise AssertionError(f"the exporter ended: {text}")
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the exporter did not start within 15 s")
+        yield "http://" + text.split("listening on http://", 1)[1].split("/ ", 1)[0], process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError("the exporter did not stop on SIGTERM") from None
+
+
+@pytest.fixture(scope="session")
+def smtpprobe_exporter() -> Callable[..., AbstractContextManager[
+        tuple[str, subprocess.Popen[bytes]]]]:
+    """`with smtpprobe_exporter(config, log, *args, env=None) as (url, process):` runs
+    `python -m smtpprobe exporter --listen 127.0.0.1:0 --config CONFIG *args`, its output in
+    `log`, until the block ends (SIGTERM; a child that does not stop fails the test). `url` is
+    `http://127.0.0.1:PORT` as the exporter's first line says. The child gets this process's
+    environment without any SMTPPROBE_* variable, then `env`. Session-scoped."""
+    return _exporter

@@ -34,7 +34,7 @@ def test_wheel_contains_the_knowledge_and_uses_it(tmp_path: Path) -> None:
     source = {p.relative_to(ROOT / "knowledge").as_posix()
               for p in (ROOT / "knowledge").rglob("*") if p.is_file()}
     assert shipped == source
-    assert {name.split("/")[0] for name in source} == {"codes", "patterns", "probe"}
+    assert {name.split("/")[0] for name in source} == {"codes", "patterns", "probe", "domain"}
     assert "smtpprobe/py.typed" in names
     # Run from the unpacked wheel, away from the source tree: it must find _knowledge.
     env = {k: v for k, v in os.environ.items() if k != "SMTPPROBE_KNOWLEDGE"}

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     # typer vendors click; its Command type is only named here, for the annotations.
     from typer._click.core import Command
 
+    from smtpprobe.cli.startup import HeadStart
+
 # The commands in the order `smtpprobe --help` lists them (what users reach for first,
 # first), each with the module that defines it as `app`, a one-command typer.Typer. A module
 # is imported only when its command is run or listed (pip's commands_dict).
@@ -31,6 +33,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("check", "smtpprobe.cli.check"),
     ("sweep", "smtpprobe.cli.sweep"),
     ("relay", "smtpprobe.cli.relay"),
+    ("whoami", "smtpprobe.cli.whoami"),
+    ("domain", "smtpprobe.cli.domain"),
+    ("exporter", "smtpprobe.cli.exporter"),
     ("demo", "smtpprobe.cli.demo"),
     ("lab", "smtpprobe.cli.lab"),
     ("completion", "smtpprobe.cli.completion"),
@@ -54,6 +59,8 @@ class _Commands(typer.core.TyperGroup):
         module = importlib.import_module(module_name)
         command = typer.main.get_command(module.app)
         command.name = cmd_name
+        if isinstance(command, (typer.core.TyperCommand, typer.core.TyperGroup)):
+            command.rich_markup_mode = None  # click's plain help: see `app` below
         self.commands[cmd_name] = command
         return command
 
@@ -65,6 +72,9 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Help in click's plain layout: typer's rich layout imports rich's Markdown, Syntax and
+    # Traceback modules, about 150 ms before the first line (docs/performance.md).
+    rich_markup_mode=None,
     # -h as well as --help, on every command (click passes it on to sub-contexts).
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -92,7 +102,9 @@ def _smtpprobe(
 # --- entry point ----------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, head: HeadStart | None = None) -> None:
+    """The command line. `head`: check's head start (cli/startup.py), handed to the command
+    as the context's `obj`."""
     import os
 
     if os.environ.get("_SMTPPROBE_COMPLETE"):
@@ -100,51 +112,43 @@ def main(argv: list[str] | None = None) -> None:
         from typer._completion_classes import completion_init
 
         completion_init()
+    from smtpprobe.cli.nagios import nagios_mode, nagios_unknown
+
+    # --nagios: whatever keeps the check from running is the plugin's UNKNOWN (exit 3), told
+    # in its status line on stdout (cli/nagios.py), as well as here on stderr.
+    nagios = nagios_mode(sys.argv[1:] if argv is None else argv)
     try:
         # Not click's standalone mode: its own usage errors (an unknown option, a value of the
         # wrong type) come back here, to be told in one line like ours.
         code = app(args=argv, prog_name="smtpprobe", complete_var="_SMTPPROBE_COMPLETE",
-                   standalone_mode=False)
+                   standalone_mode=False, obj=head)
     except typer.TyperException as exc:
         message = " ".join(exc.format_message().split())
         if message:  # empty when there were no arguments at all: the help was shown
             sys.stderr.write(f"smtpprobe: error: {message}\n")
-        sys.exit(exc.exit_code)
+        sys.exit(nagios_unknown(message) if nagios else exc.exit_code)
     except typer.Abort:
         sys.stderr.write("smtpprobe: aborted\n")
-        sys.exit(1)
+        sys.exit(nagios_unknown("aborted") if nagios else 1)
     except UsageError as exc:
         sys.stderr.write(f"smtpprobe: error: {exc}\n")
-        sys.exit(exits.USAGE)
+        sys.exit(nagios_unknown(str(exc)) if nagios else exits.USAGE)
     except KnowledgeError as exc:
         sys.stderr.write(f"smtpprobe: error: knowledge base: {exc}\n")
-        sys.exit(exits.USAGE)
+        sys.exit(nagios_unknown(f"knowledge base: {exc}") if nagios else exits.USAGE)
     except KeyboardInterrupt:
         sys.stderr.write("smtpprobe: interrupted\n")
-        sys.exit(exits.INTERRUPTED)
+        sys.exit(nagios_unknown("interrupted") if nagios else exits.INTERRUPTED)
+    except Exception as exc:
+        if not nagios:
+            raise
+        # A fault of smtpprobe itself: a plugin says UNKNOWN, never a traceback's exit 1.
+        sys.exit(nagios_unknown(f"internal error: {type(exc).__name__}"))
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def entry() -> None:
-    """The console script and `python -m smtpprobe`: `main`, then a quick exit.
+    """The console script of older installs: start-up is cli/startup.py's."""
+    from smtpprobe.cli.startup import entry as start
 
-    Once the output is flushed nothing is left to do, and Python's own teardown (collecting
-    hundreds of modules) would add tens of milliseconds to every command: the process ends
-    with os._exit instead. Library callers and tests use `main`, which exits normally.
-    """
-    import os
-
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if isinstance(exc.code, str):
-            sys.stderr.write(exc.code + "\n")
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            code = code or 1  # a closed pipe: the output did not arrive
-    os._exit(code)
-
+    start()

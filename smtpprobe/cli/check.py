@@ -9,25 +9,28 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from smtpprobe.cli import exits
+from smtpprobe.cli import nagios as plugin
 from smtpprobe.cli.options import (
     AllowPrivateOpt,
     CafileOpt,
     HeloOpt,
+    Ipv4Opt,
+    Ipv6Opt,
     JsonOpt,
     KnowledgeOpt,
     LangOpt,
+    ProxyOpt,
+    ProxyPasswordEnvOpt,
+    ProxyPasswordFileOpt,
     ResolverOpt,
     SourceOpt,
     TimeoutOpt,
     VerboseOpt,
-    check_cafile,
     load_kb,
-    parse_helo_option,
-    parse_nameservers,
-    parse_source,
     resolve_lang,
     warn_helo,
 )
+from smtpprobe.cli.startup import HeadStart
 from smtpprobe.cli.sweep import PasswordEnvOpt, PasswordFileOpt, UserOpt
 from smtpprobe.errors import UsageError
 
@@ -63,6 +66,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
              "--file list.txt --json  |  smtpprobe check -s mx.example.org bob@example.org"
              "\n\n" + exits.HELP["check"])
 def check(
+    ctx: typer.Context,
     addresses: Annotated[Optional[list[str]], typer.Argument(
         help="Addresses to check, e.g. alice@example.org", show_default=False)] = None,
     file: Annotated[Optional[str], typer.Option(
@@ -111,6 +115,15 @@ def check(
         "--catch-all", help="Also try a made-up address at the same domain.")] = False,
     resolver: ResolverOpt = None,
     allow_private: AllowPrivateOpt = False,
+    proxy: ProxyOpt = None,
+    proxy_password_env: ProxyPasswordEnvOpt = None,
+    proxy_password_file: ProxyPasswordFileOpt = None,
+    ipv4: Ipv4Opt = False,
+    ipv6: Ipv6Opt = False,
+    canary: Annotated[Optional[str], typer.Option(
+        "--canary", help="A host known to take connections on the port (another domain's "
+        "MX): when every mail host is silent, one connection to it tells whether this "
+        "network blocks the port.", metavar="HOST[:PORT]", show_default=False)] = None,
     per_mx: Annotated[int, typer.Option(
         "--per-mx", help="With many addresses: connections at once to one mail host.",
         metavar="N")] = 2,
@@ -124,10 +137,14 @@ def check(
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
     knowledge_dir: KnowledgeOpt = None,
+    nagios: plugin.NagiosOpt = False,
+    warning: plugin.WarningOpt = None,
+    critical: plugin.CriticalOpt = None,
+    cert_warning: plugin.CertWarningOpt = None,
+    cert_critical: plugin.CertCriticalOpt = None,
 ) -> None:
     """Check whether mail servers would accept mail for addresses (stops before DATA)."""
     from smtpprobe.cli.run_check import FORMATS
-    from smtpprobe.core import address as addr
     from smtpprobe.core import addresslist
     from smtpprobe.models import InvalidInput
     from smtpprobe.report.words import text
@@ -160,26 +177,26 @@ def check(
             sys.stderr.write("smtpprobe: " + text("warn.invalid", language, where=where,
                                                   error=item.error) + "\n")
     checked = sum(1 for item in items if not isinstance(item, InvalidInput))
-    sender = addr.parse_address(mail_from, allow_empty=True)
-    helo_name = parse_helo_option(helo)
-    if not 0 < timeout <= 3600:
-        raise UsageError("--timeout must be between 0 and 3600 seconds")
-    if deadline is None:
-        # 60 s, and 2 s for each further address, at most the longest deadline there is.
-        deadline = min(60.0 + 2.0 * max(checked - 1, 0), 7 * 86400.0)
-    if not 0 < deadline <= 7 * 86400:
-        raise UsageError("--deadline must be more than 0 and at most a week (604800 s)")
-    port = addr.parse_port(port)
-    server_spec = addr.parse_server(server, default_port=port) if server else None
-    source = parse_source(source_address)
-    nameservers = parse_nameservers(resolver)
+    thresholds = plugin.thresholds(nagios, warning, critical, cert_warning, cert_critical)
+    if thresholds is not None and (len(items) != 1 or checked != 1):
+        raise UsageError("--nagios checks one address")
+    from smtpprobe.cli.jobs import check_plan
+
+    plan = check_plan(mail_from=mail_from, helo=helo, port=port, server=server,
+                      timeout=timeout, deadline=deadline, source_address=source_address,
+                      cafile=cafile, no_starttls=no_starttls, no_pipelining=no_pipelining,
+                      tls=tls, user=user, password_env=password_env,
+                      password_file=password_file, catch_all=catch_all, resolver=resolver,
+                      allow_private=allow_private, proxy=proxy,
+                      proxy_password_env=proxy_password_env,
+                      proxy_password_file=proxy_password_file, ipv4=ipv4, ipv6=ipv6,
+                      canary=canary, count=checked)
     if not 1 <= per_mx <= 100:
         raise UsageError("--per-mx must be from 1 to 100")
     if not 1 <= concurrency <= 1000:
         raise UsageError("--concurrency must be from 1 to 1000")
     if rate is not None and not 0 < rate <= 10000:
         raise UsageError("--rate must be more than 0 and at most 10000 per second")
-    cafile_text = check_cafile(cafile)
     from smtpprobe.core.knowledge.location import ENV_VAR, find_knowledge_dir
 
     # Where the knowledge base is, is checked now (a usage error before any traffic). The
@@ -200,32 +217,6 @@ def check(
 
     kb_source = load_kb(knowledge_dir) if user_kb else warm_and_load
 
-    from smtpprobe.probe.check import CheckOptions
-
-    if tls.lower() not in ("auto", "starttls", "implicit", "none"):
-        raise UsageError(f"--tls: unknown mode {tls!r} (use auto, starttls, implicit or none)")
-    if no_starttls and tls.lower() not in ("auto", "none"):
-        raise UsageError(f"--no-starttls contradicts --tls {tls}")
-    # The port actually spoken to: --server's, else --port. 465 is implicit TLS (RFC 8314
-    # 3.3): without it a check of 465 would wait for a greeting that never comes in clear.
-    target_port = server_spec[1] if server_spec else port
-    mode = tls.lower()
-    implicit = mode == "implicit" or (mode == "auto" and target_port == 465)
-    use_starttls = not no_starttls and mode in ("auto", "starttls") and not implicit
-    from smtpprobe.cli.secrets import PasswordSource, resolve_credentials
-
-    creds = resolve_credentials(user, PasswordSource(env=password_env, file=password_file))
-    from smtpprobe.core.redact import Redactor
-
-    redact = Redactor([(creds.user, creds.password)]) if creds else None
-    options = CheckOptions(
-        helo=helo_name, mail_from=sender.smtp if sender else "", port=port, timeout=timeout,
-        deadline=deadline, source_address=source, cafile=cafile_text,
-        allow_private=allow_private,
-        starttls=use_starttls, implicit_tls=implicit, pipelining=not no_pipelining,
-        catch_all=catch_all,
-        server=server_spec, nameservers=nameservers,
-    )
     from smtpprobe.cli.run_check import run_checks
 
     batch = None
@@ -233,7 +224,20 @@ def check(
         from smtpprobe.probe.batch import BatchOptions
 
         batch = BatchOptions(per_mx=per_mx, rate=rate, concurrency=concurrency)
-    warn_helo(helo, helo_name, language)
-    raise typer.Exit(run_checks(kb_source, options, items, lang=language, fmt=output_format,
-                                verbose=verbose, lines=[e.line for e in entries],
-                                batch=batch, redactor=redact, credentials=creds))
+    warn_helo(helo, plan.options.helo, language)
+    if thresholds is not None:
+        import asyncio
+
+        from smtpprobe.core.address import Address
+        from smtpprobe.probe.check import Checker
+
+        address = items[0]
+        assert isinstance(address, Address)
+        report = asyncio.run(Checker(kb_source, plan.options, redactor=plan.redactor,
+                                     credentials=plan.credentials).check(address))
+        raise typer.Exit(plugin.out(report, thresholds, language))
+    raise typer.Exit(run_checks(kb_source, plan.options, items, lang=language,
+                                fmt=output_format, verbose=verbose,
+                                lines=[e.line for e in entries], batch=batch,
+                                redactor=plan.redactor, credentials=plan.credentials,
+                                head=ctx.obj if isinstance(ctx.obj, HeadStart) else None))

@@ -31,6 +31,15 @@ DEMO_CHECKS: tuple[tuple[str, str, str, dict[str, object]], ...] = (
 )
 
 
+# (domain, what it shows in English and German): `smtpprobe domain` on lab.world's
+# DOMAIN_DOMAINS (127.0.0.31-49 and ::1).
+DEMO_DOMAIN_CHECKS: tuple[tuple[str, str, str], ...] = (
+    ("healthy.test", "a mail domain whose MX checks all pass",
+     "eine Maildomain, deren MX-Prüfungen alle bestanden werden"),
+    ("broken.test", "a mail domain with reverse-DNS, TLS, certificate and postmaster problems",
+     "eine Maildomain mit Fehlern bei Reverse-DNS, TLS, Zertifikat und postmaster"),
+)
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
@@ -49,8 +58,22 @@ def demo(
 
     from smtpprobe.core.address import parse_address
     from smtpprobe.lab.world import lab_world
-    from smtpprobe.models import CheckReport
+    from smtpprobe.models import CheckReport, DomainReport
     from smtpprobe.probe.check import Checker, CheckOptions
+
+    async def run_domains() -> list[tuple[str, DomainReport]]:
+        from smtpprobe.core.certs import load_trust_store
+        from smtpprobe.core.classify import Classifier
+        from smtpprobe.lab.world import DNSBL_ZONE, DOMAIN_DOMAINS
+        from smtpprobe.probe.domain import run_domain
+
+        async with lab_world(DOMAIN_DOMAINS) as world:
+            trust = load_trust_store(world.cafile)
+            return [(what_de if language == "de" else what_en, await run_domain(
+                name, classifier=Classifier(kb), trust=trust, nameservers=[world.resolver],
+                port=world.port, timeout=5.0, deadline=20.0, helo="probe.smtpprobe.test",
+                dnsbl_zones=(DNSBL_ZONE,)))
+                for name, what_en, what_de in DEMO_DOMAIN_CHECKS]
 
     async def run() -> list[tuple[str, CheckReport]]:
         async with lab_world() as world:
@@ -70,15 +93,18 @@ def demo(
 
     try:
         results = asyncio.run(run())
+        domains = asyncio.run(run_domains())
     except OSError as exc:
-        raise UsageError(f"cannot start the lab servers on 127.0.0.21-29 ({exc.strerror or exc}); "
+        raise UsageError(f"cannot start the lab servers on 127.0.0.21-49 ({exc.strerror or exc}); "
                          f"the demo needs Linux, where any 127.x address works") from None
 
     if as_json:
-        from smtpprobe.report.json import check_dict, dumps
+        from smtpprobe.report.json import check_dict, domain_dict, dumps
 
         for _, report in results:
             sys.stdout.write(dumps(check_dict(report, language), indent=None) + "\n")
+        for _, domain_report in domains:
+            sys.stdout.write(dumps(domain_dict(domain_report, language), indent=None) + "\n")
         return
     from rich.rule import Rule
 
@@ -93,6 +119,14 @@ def demo(
     for what, report in results:
         out.print(Rule(f"smtpprobe check {report.address}  ({what})", align="left"))
         out.print(check_view(report, language, verbose=verbose))
+    from smtpprobe.report.text_domain import domain_view
+
+    for what, domain_report in domains:
+        out.print(Rule(f"smtpprobe domain {domain_report.domain}  ({what})", align="left"))
+        out.print(domain_view(domain_report, language))
     out.print(Rule())
-    summary = ", ".join(f"{r.address}: {r.verdict.value}" for _, r in results)
+    from smtpprobe.report.words import text as word
+
+    summary = ", ".join(f"{r.address}: {word(f'list.{r.verdict.value}', language)}"
+                        for _, r in results)
     out.print(summary, style="dim")

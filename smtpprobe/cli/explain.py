@@ -11,10 +11,14 @@ import typer
 
 from smtpprobe.cli import exits
 from smtpprobe.cli.options import (
+    HeloOpt,
     JsonOpt,
     KnowledgeOpt,
     LangOpt,
+    ResolverOpt,
+    SourceOpt,
     load_kb,
+    parse_nameservers,
     parse_stage,
     resolve_lang,
 )
@@ -23,7 +27,7 @@ from smtpprobe.errors import UsageError
 if TYPE_CHECKING:
     from smtpprobe.core.classify import Explained
     from smtpprobe.core.knowledge.load import KnowledgeBase
-    from smtpprobe.models import Stage
+    from smtpprobe.models import Lookup, Stage
 
 # Lone surrogates (bytes that were not UTF-8, or JSON escapes) and control characters other
 # than tab and line ends: a pasted bounce comes from a stranger, and escape sequences in it
@@ -215,23 +219,71 @@ def explain(
         "--batch", help='JSON lines {"stage": ..., "reply": ...} from FILE (or - for stdin); '
         "one JSON result per line.", metavar="FILE")] = None,
     knowledge_dir: KnowledgeOpt = None,
+    lookup: Annotated[bool, typer.Option(
+        "--lookup", help="Carry out the remedy's DNS lookups (blocklist, SPF/DMARC, reverse "
+        "DNS) through --resolver; without it explain stays offline.")] = False,
+    resolver: ResolverOpt = None,
+    mail_from: Annotated[Optional[str], typer.Option(
+        "--from", help="With --lookup: the sender whose domain's SPF and DMARC are looked up.",
+        metavar="ADDRESS", show_default=False)] = None,
+    helo: HeloOpt = None,
+    source: SourceOpt = None,
 ) -> None:
     """Explain an SMTP reply or a pasted bounce, offline: cause, retry or not, remedy."""
     language = resolve_lang(lang)
     the_stage = parse_stage(stage)
+    nameservers = parse_nameservers(resolver)
+    if lookup and nameservers is None:
+        raise UsageError("--lookup needs --resolver: explain asks no resolver it was not given")
+    if lookup and batch is not None:
+        raise UsageError("--lookup explains one reply at a time, not with --batch")
     kb = load_kb(knowledge_dir)
     if batch is not None:
         raise typer.Exit(_batch(kb, batch, language))
     explained = _explain_one(kb, _read_input(reply, language), the_stage)
+    lookups = _lookups(kb, explained, nameservers, mail_from or "", helo or "", source) \
+        if lookup else None
 
     if as_json:
         from smtpprobe.report.json import dumps
 
-        sys.stdout.write(dumps(_explain_doc(explained, language)) + "\n")
+        doc = _explain_doc(explained, language)
+        if lookups is not None:
+            from smtpprobe.report.json import lookup_dict
+
+            doc["lookups"] = [lookup_dict(item, language) for item in lookups]
+        sys.stdout.write(dumps(doc) + "\n")
         return
     from smtpprobe.report.text import console
     from smtpprobe.report.text_explain import explain_view
 
-    console().print(explain_view(explained.finding, explained.reply, language,
-                                 recipient=explained.recipient,
-                                 reporting_host=explained.reporting_host))
+    view = explain_view(explained.finding, explained.reply, language,
+                        recipient=explained.recipient, reporting_host=explained.reporting_host)
+    if lookups:
+        # Only with --lookup: the check report's module (and its imports) is not needed else.
+        from rich.console import Group
+
+        from smtpprobe.report.text_check import lookup_lines
+
+        view = Group(view, *lookup_lines(lookups, language))
+    console().print(view)
+
+
+def _lookups(kb: KnowledgeBase, explained: Explained,
+             nameservers: tuple[tuple[str, int], ...] | None, mail_from: str, helo: str,
+             source: str | None) -> tuple[Lookup, ...]:
+    """explain --lookup: the finding's lookups (probe/lookups.py), within 30 s."""
+    import asyncio
+
+    from smtpprobe.core.certs import TrustStore
+    from smtpprobe.core.classify import Classifier
+    from smtpprobe.probe.lookups import confirm
+
+    async def run() -> tuple[Lookup, ...]:
+        deadline = asyncio.get_running_loop().time() + 30
+        return await confirm((explained.finding,), classifier=Classifier(kb),
+                             trust=TrustStore((), "none"), nameservers=nameservers,
+                             timeout=5.0, deadline=deadline, helo=helo, mail_from=mail_from,
+                             source_address=source)
+
+    return asyncio.run(run())

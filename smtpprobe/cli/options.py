@@ -3,7 +3,6 @@ value or a `UsageError` (one line, exit 2) before any traffic; heavy modules loa
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
@@ -11,11 +10,16 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 import typer
 
 from smtpprobe.cli.exits import USAGE
+
+# Checks that need no typer live in cli/values.py (start-up uses them before typer loads).
+from smtpprobe.cli.values import check_cafile as check_cafile
+from smtpprobe.cli.values import default_helo as default_helo
+from smtpprobe.cli.values import parse_helo_option as parse_helo_option
 from smtpprobe.errors import UsageError
 
 if TYPE_CHECKING:
     from smtpprobe.core.knowledge.load import KnowledgeBase
-    from smtpprobe.models import Stage
+    from smtpprobe.models import Proxy, Stage
 
 # Stage values, not members: models.py (dozens of dataclasses) loads only when a command
 # needs it, which keeps `--help` fast.
@@ -53,24 +57,24 @@ AllowPrivateOpt = Annotated[bool, typer.Option(
     "that a public name resolves to (skipped with a finding otherwise; names under .test, "
     ".localhost, .internal ... may always have them).")]
 VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show the full transcript.")]
-
-
-def default_helo() -> str:
-    import socket
-
-    from smtpprobe.core.address import check_host
-
-    try:
-        return check_host(socket.gethostname())
-    except UsageError:
-        return "localhost"
-
-
-def parse_helo_option(helo: str | None) -> str:
-    """--helo, or this machine's name."""
-    from smtpprobe.core.address import parse_helo
-
-    return parse_helo(helo) if helo else default_helo()
+# Where users sit (issue 15): a SOCKS5 proxy, the address family.
+ProxyOpt = Annotated[Optional[str], typer.Option(
+    "--proxy", envvar="SMTPPROBE_PROXY", help="Connect through a SOCKS5 proxy: "
+    "socks5://[USER@]HOST:PORT, or socks5h://... to let the proxy resolve host names. The "
+    "password comes from --proxy-password-env, --proxy-password-file or "
+    "$SMTPPROBE_PROXY_PASSWORD, never from the URL.", metavar="URL", show_default=False)]
+ProxyPasswordEnvOpt = Annotated[Optional[str], typer.Option(
+    "--proxy-password-env", help="Read the proxy password from this environment variable.",
+    metavar="NAME", show_default=False)]
+ProxyPasswordFileOpt = Annotated[Optional[str], typer.Option(
+    "--proxy-password-file", help="Read the proxy password from the first line of FILE.",
+    metavar="FILE", show_default=False)]
+Ipv4Opt = Annotated[bool, typer.Option("-4", "--ipv4", help="Connect over IPv4 only.")]
+AuthMechOpt = Annotated[Optional[str], typer.Option(
+    "--auth-mech", help="Log in with this mechanism only: plain, login, cram-md5, or "
+    "xoauth2 / oauthbearer (RFC 7628), for which the password options give the OAuth 2.0 "
+    "access token instead of a password.", metavar="MECH", show_default=False)]
+Ipv6Opt = Annotated[bool, typer.Option("-6", "--ipv6", help="Connect over IPv6 only.")]
 
 
 def warn_helo(helo: str | None, name: str, lang: str) -> None:
@@ -100,6 +104,46 @@ def parse_source(source_address: str | None) -> str | None:
     return source
 
 
+def parse_proxy(url: str | None, password_env: str | None,
+                password_file: str | None) -> Proxy | None:
+    """--proxy with its password (cli/secrets.py); None without --proxy."""
+    if not url:
+        if password_env or password_file:
+            raise UsageError("a proxy password source was given without --proxy")
+        return None
+    from smtpprobe.cli.secrets import PROXY_ENV, resolve_proxy_password
+    from smtpprobe.core.proxyurl import parse_proxy_url
+
+    password, source = resolve_proxy_password(password_env, password_file)
+    proxy = parse_proxy_url(url)
+    if proxy.user is None and source == f"${PROXY_ENV}":
+        return proxy  # the default variable is set for another proxy: no login here
+    return parse_proxy_url(url, password=password, source=source)
+
+
+AUTH_MECHS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "OAUTHBEARER")
+
+
+def parse_auth_mech(mech: str | None, user: str | None) -> str | None:
+    """--auth-mech: one of AUTH_MECHS (upper case), None for the best one offered."""
+    if not mech:
+        return None
+    wanted = mech.strip().upper()
+    if wanted not in AUTH_MECHS:
+        raise UsageError(f"--auth-mech {mech!r}: use one of "
+                         f"{', '.join(m.lower() for m in AUTH_MECHS)}")
+    if not user:
+        raise UsageError("--auth-mech needs --user (the account to log in as)")
+    return wanted
+
+
+def parse_family(ipv4: bool, ipv6: bool) -> int | None:
+    """-4 / -6: 4, 6, or None for both."""
+    if ipv4 and ipv6:
+        raise UsageError("-4 and -6 exclude each other")
+    return 4 if ipv4 else 6 if ipv6 else None
+
+
 def parse_nameservers(resolver: str | None) -> tuple[tuple[str, int], ...] | None:
     if not resolver:
         return None
@@ -109,33 +153,6 @@ def parse_nameservers(resolver: str | None) -> tuple[tuple[str, int], ...] | Non
         return (parse_resolver(resolver),)
     except ValueError as exc:
         raise UsageError(f"--resolver: {exc}") from None
-
-
-_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
-
-
-def check_cafile(cafile: Path | None) -> str | None:
-    """--cafile must hold PEM certificates. Checked with the standard library only: the
-    certificates themselves are parsed (with cryptography) after the first handshake."""
-    if cafile is None:
-        return None
-    import ssl
-
-    try:
-        text = Path(cafile).read_bytes().decode("ascii", "replace")
-    except OSError as exc:
-        raise UsageError(f"--cafile {cafile}: {exc.strerror or exc}") from None
-    blocks = _PEM_CERT.findall(text)
-    if not blocks:
-        raise UsageError(f"--cafile {cafile}: no PEM certificates in it")
-    for block in blocks:
-        try:
-            der = ssl.PEM_cert_to_DER_cert(block)
-        except ValueError:
-            der = b""
-        if der[:1] != b"\x30":  # an X.509 certificate is a DER SEQUENCE
-            raise UsageError(f"--cafile {cafile}: a certificate in it is not valid PEM")
-    return str(cafile)
 
 
 def fail_usage(message: str) -> NoReturn:

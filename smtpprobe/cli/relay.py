@@ -16,21 +16,25 @@ from typing import Annotated, Optional
 import typer
 
 from smtpprobe.cli import exits
+from smtpprobe.cli import nagios as plugin
 from smtpprobe.cli.options import (
     AllowPrivateOpt,
+    AuthMechOpt,
     CafileOpt,
     HeloOpt,
+    Ipv4Opt,
+    Ipv6Opt,
     JsonOpt,
     KnowledgeOpt,
     LangOpt,
+    ProxyOpt,
+    ProxyPasswordEnvOpt,
+    ProxyPasswordFileOpt,
     ResolverOpt,
     SourceOpt,
     TimeoutOpt,
     VerboseOpt,
     load_kb,
-    parse_helo_option,
-    parse_nameservers,
-    parse_source,
     resolve_lang,
     warn_helo,
 )
@@ -40,14 +44,11 @@ from smtpprobe.cli.sweep import (
     PasswordFileOpt,
     PlaintextOpt,
     UserOpt,
-    check_numbers,
-    load_trust,
-    wide_console,
 )
 from smtpprobe.errors import UsageError
 
 TO_ENV = "SMTPPROBE_TO"
-DEFAULT_PORT = 587
+DEFAULT_PORT = 587  # RFC 6409 submission; cli/jobs.py's relay targets use it too
 
 
 def _recipients(to: list[str] | None) -> list[str]:
@@ -119,6 +120,12 @@ def relay(
     cafile: CafileOpt = None,
     resolver: ResolverOpt = None,
     allow_private: AllowPrivateOpt = False,
+    proxy: ProxyOpt = None,
+    proxy_password_env: ProxyPasswordEnvOpt = None,
+    proxy_password_file: ProxyPasswordFileOpt = None,
+    ipv4: Ipv4Opt = False,
+    ipv6: Ipv6Opt = False,
+    auth_mech: AuthMechOpt = None,
     junit: Annotated[Optional[Path], typer.Option(
         "--junit", help="Also write a JUnit XML report to FILE (one test case per check).",
         metavar="FILE", show_default=False)] = None,
@@ -126,71 +133,53 @@ def relay(
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
     knowledge_dir: KnowledgeOpt = None,
+    nagios: plugin.NagiosOpt = False,
+    warning: plugin.WarningOpt = None,
+    critical: plugin.CriticalOpt = None,
+    cert_warning: plugin.CertWarningOpt = None,
+    cert_critical: plugin.CertCriticalOpt = None,
 ) -> None:
     """Check that a mail relay accepts a login and mail, for CI pipelines (exit 0/1/3)."""
-    from smtpprobe.cli.secrets import PasswordSource, resolve_credentials
-    from smtpprobe.core import address as addr
-    from smtpprobe.probe.relay import OPEN_RELAY_FROM, OPEN_RELAY_TO, TLS_MODES
+    from smtpprobe.cli.jobs import load_trust, relay_plan
 
     language = resolve_lang(lang)
     if not server:
         raise UsageError("give the relay with --server HOST[:PORT] (or $SMTPPROBE_SERVER)")
-    host, port = addr.parse_server(server, default_port=DEFAULT_PORT)
-    tls_mode = tls.strip().lower()
-    if tls_mode not in TLS_MODES:
-        raise UsageError(f"--tls {tls!r}: use one of {', '.join(TLS_MODES)}")
-    sender = addr.parse_address(mail_from) if mail_from else None
-    recipients = [addr.parse_address(r) for r in _recipients(to)]
-    if recipients and sender is None:
-        raise UsageError("--to needs --from (the envelope sender for MAIL FROM)")
-    if send and not recipients:
-        raise UsageError("--send needs at least one --to")
-    relay_from = addr.parse_address(open_relay_from or OPEN_RELAY_FROM)
-    relay_to = addr.parse_address(open_relay_to or OPEN_RELAY_TO)
-    check_numbers(timeout, deadline)
-    helo_name = parse_helo_option(helo)
-    source = parse_source(source_address)
-    nameservers = parse_nameservers(resolver)
-    trust = load_trust(cafile)
+    thresholds = plugin.thresholds(nagios, warning, critical, cert_warning, cert_critical)
+    plan = relay_plan(tls=tls, user=user, password_env=password_env,
+                      password_file=password_file, mail_from=mail_from, to=_recipients(to),
+                      send=send, open_relay_check=open_relay_check,
+                      open_relay_from=open_relay_from, open_relay_to=open_relay_to,
+                      allow_plaintext_auth=allow_plaintext_auth, allow_old_tls=allow_old_tls,
+                      no_verify=no_verify, helo=helo, timeout=timeout, deadline=deadline,
+                      source_address=source_address, cafile=cafile, resolver=resolver,
+                      allow_private=allow_private,
+                      proxy=proxy, proxy_password_env=proxy_password_env,
+                      proxy_password_file=proxy_password_file, ipv4=ipv4, ipv6=ipv6,
+                      auth_mech=auth_mech)
+    target = plan.target(server)
+    trust = load_trust(plan.cafile)
     junit_path = _check_junit(junit)
     kb = load_kb(knowledge_dir)
-    creds = resolve_credentials(user, PasswordSource(env=password_env, file=password_file))
-
-    from smtpprobe.core.redact import Redactor
-    from smtpprobe.probe.relay import Relay, RelayOptions
-
-    assert relay_from is not None and relay_to is not None
-    redact = Redactor([(creds.user, creds.password)]) if creds else Redactor()
-    options = RelayOptions(
-        host=host, port=port, tls=tls_mode, helo=helo_name,
-        mail_from=sender.smtp if sender else None,
-        recipients=tuple(r.smtp for r in recipients if r is not None), send=send,
-        open_relay_check=open_relay_check, open_relay_from=relay_from.smtp,
-        open_relay_to=relay_to.smtp, timeout=timeout, deadline=deadline,
-        allow_plaintext_auth=allow_plaintext_auth, allow_old_tls=allow_old_tls,
-        verify=not no_verify,
-        nameservers=nameservers, source_address=source, allow_private=allow_private,
-    )
     import asyncio
 
-    warn_helo(helo, helo_name, language)
-    report = asyncio.run(Relay(kb, options, trust=trust, redactor=redact,
-                               credentials=creds).run())
+    warn_helo(helo, plan.options.helo, language)
+
+    report = asyncio.run(plan.probe(target, kb=kb, trust=trust, budget=plan.options.deadline))
     if junit_path is not None:
         from smtpprobe.report.junit import relay_junit
 
         try:
             junit_path.write_text(relay_junit(report, language), encoding="utf-8")
         except OSError as exc:
+            if thresholds is not None:
+                raise UsageError(f"--junit {junit_path}: {exc.strerror or exc}") from None
             sys.stderr.write(f"smtpprobe: error: --junit {junit_path}: "
                              f"{exc.strerror or exc}\n")
             raise typer.Exit(exits.USAGE) from None
-    if as_json:
-        from smtpprobe.report.json import dumps, relay_dict
+    if thresholds is not None:
+        raise typer.Exit(plugin.out(report, thresholds, language))
+    from smtpprobe.cli.jobs import show_report
 
-        sys.stdout.write(dumps(relay_dict(report, language)) + "\n")
-    else:
-        from smtpprobe.report.text_relay import relay_view
-
-        wide_console().print(relay_view(report, language, verbose=verbose))
-    raise typer.Exit(exits.for_relay(report))
+    raise typer.Exit(show_report("relay", report, lang=language, as_json=as_json,
+                                 verbose=verbose))

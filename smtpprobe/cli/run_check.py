@@ -26,6 +26,7 @@ from smtpprobe.models import CheckReport, Credentials, InvalidInput
 from smtpprobe.probe.check import Checker, CheckOptions, KnowledgeLoader, check_all
 
 if TYPE_CHECKING:
+    from smtpprobe.cli.startup import HeadStart
     from smtpprobe.core.knowledge.load import KnowledgeBase
     from smtpprobe.probe.batch import BatchOptions
 
@@ -149,7 +150,9 @@ def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
                items: Sequence[Item], *, lang: str, fmt: str, verbose: bool,
                lines: Sequence[int | None] | None = None,
                redactor: Redactor | None = None, batch: BatchOptions | None = None,
-               credentials: Credentials | None = None) -> int:
+               credentials: Credentials | None = None, head: HeadStart | None = None) -> int:
+    """Check `items` and write the results; the exit code. `head`: the head start of
+    cli/startup.py, whose early check is taken over when it is this run's one check."""
     redact = redactor or Redactor()
     addresses = [(i, item) for i, item in enumerate(items) if isinstance(item, Address)]
     writer = _Writer(fmt, lang, items, lines or [None] * len(items), verbose=verbose)
@@ -164,6 +167,12 @@ def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
         writer.add(addresses[position][0], report)
 
     async def checks() -> None:
+        early = None if head is None else head.adopt(
+            options, [address for _, address in addresses], credentials=credentials,
+            packaged_knowledge=callable(kb))
+        if early is not None:
+            writer.add(addresses[0][0], await early)
+            return
         if not addresses:
             return
         if not many:
@@ -228,7 +237,10 @@ def run_checks(kb: KnowledgeBase | KnowledgeLoader, options: CheckOptions,
                 raise
 
     try:
-        asyncio.run(go())
+        if head is not None:
+            head.run(go())
+        else:
+            asyncio.run(go())
     except KeyboardInterrupt:
         stopped_by.append(signal.SIGINT)
     interrupted = bool(stopped_by)

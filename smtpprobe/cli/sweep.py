@@ -3,38 +3,38 @@ mail program. Everything is validated (and the password read) before the first p
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from smtpprobe.cli import exits
+from smtpprobe.cli import nagios as plugin
 from smtpprobe.cli.options import (
     AllowPrivateOpt,
+    AuthMechOpt,
     CafileOpt,
     HeloOpt,
+    Ipv4Opt,
+    Ipv6Opt,
     JsonOpt,
     KnowledgeOpt,
     LangOpt,
+    ProxyOpt,
+    ProxyPasswordEnvOpt,
+    ProxyPasswordFileOpt,
     ResolverOpt,
     SourceOpt,
     TimeoutOpt,
     VerboseOpt,
-    check_cafile,
     load_kb,
-    parse_helo_option,
-    parse_nameservers,
-    parse_source,
     resolve_lang,
     warn_helo,
 )
-from smtpprobe.errors import UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from smtpprobe.core.certs import TrustStore
+
 
 UserOpt = Annotated[Optional[str], typer.Option(
     "--user", "-u", envvar="SMTPPROBE_USER", help="Log in as USER (the password is never an "
@@ -52,38 +52,6 @@ PlaintextOpt = Annotated[bool, typer.Option(
 OldTlsOpt = Annotated[bool, typer.Option(
     "--allow-old-tls", help="Also send the password over TLS 1.0 or 1.1 (withheld otherwise: "
     "RFC 8996 retires them).")]
-
-
-def check_numbers(timeout: float, deadline: float) -> None:
-    if not 0 < timeout <= 3600:
-        raise UsageError("--timeout must be between 0 and 3600 seconds")
-    if not 0 < deadline <= 86400:
-        raise UsageError("--deadline must be between 0 and 86400 seconds")
-
-
-def load_trust(cafile: Path | None) -> TrustStore:
-    from smtpprobe.core.certs import load_trust_store
-
-    checked = check_cafile(cafile)
-    try:
-        return load_trust_store(checked)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--cafile {cafile}: {exc}") from None
-
-
-def parse_target(host: str) -> str:
-    """The server to sweep: a host name or an IP address, without a port."""
-    from smtpprobe.core.address import check_host, is_ip
-
-    spec = host.strip()
-    if spec.startswith("[") and spec.endswith("]"):
-        spec = spec[1:-1]
-    if is_ip(spec):
-        return str(spec)
-    if ":" in spec:
-        raise UsageError(f"sweep takes a host without a port ({host!r}); choose ports with "
-                         f"--ports")
-    return check_host(spec)
 
 
 def wide_console() -> Console:
@@ -127,47 +95,47 @@ def sweep(
     cafile: CafileOpt = None,
     resolver: ResolverOpt = None,
     allow_private: AllowPrivateOpt = False,
+    proxy: ProxyOpt = None,
+    proxy_password_env: ProxyPasswordEnvOpt = None,
+    proxy_password_file: ProxyPasswordFileOpt = None,
+    ipv4: Ipv4Opt = False,
+    ipv6: Ipv6Opt = False,
+    auth_mech: AuthMechOpt = None,
     lang: LangOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
     knowledge_dir: KnowledgeOpt = None,
+    nagios: plugin.NagiosOpt = False,
+    warning: plugin.WarningOpt = None,
+    critical: plugin.CriticalOpt = None,
+    cert_warning: plugin.CertWarningOpt = None,
+    cert_critical: plugin.CertCriticalOpt = None,
 ) -> None:
     """Try the submission ports of a mail server and recommend settings for a mail program."""
-    from smtpprobe.cli.secrets import PasswordSource, resolve_credentials
-    from smtpprobe.probe.sweep import SweepOptions, parse_ports
+    # Not at import: `smtpprobe --help` loads this module (cli/jobs.py costs 5 ms).
+    from smtpprobe.cli.jobs import load_trust, parse_sweep_target, sweep_plan
 
     language = resolve_lang(lang)
-    target = parse_target(host)
-    port_specs = parse_ports(ports)
-    check_numbers(timeout, deadline)
-    helo_name = parse_helo_option(helo)
-    source = parse_source(source_address)
-    nameservers = parse_nameservers(resolver)
-    trust = load_trust(cafile)
+    target = parse_sweep_target(host)
+    thresholds = plugin.thresholds(nagios, warning, critical, cert_warning, cert_critical)
+    plan = sweep_plan(ports=ports, user=user, password_env=password_env,
+                      password_file=password_file, allow_plaintext_auth=allow_plaintext_auth,
+                      allow_old_tls=allow_old_tls, no_verify=no_verify, helo=helo,
+                      timeout=timeout, deadline=deadline, source_address=source_address,
+                      cafile=cafile, resolver=resolver, allow_private=allow_private,
+                      proxy=proxy, proxy_password_env=proxy_password_env,
+                      proxy_password_file=proxy_password_file, ipv4=ipv4, ipv6=ipv6,
+                      auth_mech=auth_mech)
+    trust = load_trust(plan.cafile)
     kb = load_kb(knowledge_dir)
-    creds = resolve_credentials(user, PasswordSource(env=password_env, file=password_file))
-
-    from smtpprobe.core.redact import Redactor
-    from smtpprobe.probe.sweep import Sweeper
-
-    redact = Redactor([(creds.user, creds.password)]) if creds else Redactor()
-    options = SweepOptions(host=target, ports=port_specs, helo=helo_name, timeout=timeout,
-                           deadline=deadline, allow_plaintext_auth=allow_plaintext_auth,
-                           allow_old_tls=allow_old_tls,
-                           verify=not no_verify,
-                           nameservers=nameservers, source_address=source,
-                           allow_private=allow_private)
-    sweeper = Sweeper(kb, options, trust=trust, redactor=redact, credentials=creds)
     import asyncio
 
-    warn_helo(helo, helo_name, language)
-    report = asyncio.run(sweeper.sweep())
-    if as_json:
-        from smtpprobe.report.json import dumps, sweep_dict
+    warn_helo(helo, plan.options.helo, language)
 
-        sys.stdout.write(dumps(sweep_dict(report, language)) + "\n")
-    else:
-        from smtpprobe.report.text_sweep import sweep_view
+    report = asyncio.run(plan.probe(target, kb=kb, trust=trust, budget=plan.options.deadline))
+    if thresholds is not None:
+        raise typer.Exit(plugin.out(report, thresholds, language))
+    from smtpprobe.cli.jobs import show_report
 
-        wide_console().print(sweep_view(report, language, verbose=verbose))
-    raise typer.Exit(exits.for_sweep(report))
+    raise typer.Exit(show_report("sweep", report, lang=language, as_json=as_json,
+                                 verbose=verbose))

@@ -11,8 +11,6 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-import idna
-
 from smtpprobe.errors import UsageError
 
 # RFC 5321 4.5.3.1: limits on the parts of a path.
@@ -120,15 +118,19 @@ def check_domain(domain: str) -> str:
         raise UsageError(f"domain {_shown(domain)} has an empty label")
     if any(ch.isspace() for ch in domain):
         raise UsageError(f"domain {_shown(domain)} contains white space")
-    try:
-        ascii_domain = idna.encode(domain, uts46=True).decode("ascii") if not domain.isascii() \
-            else domain.lower()
-    except idna.IDNAError as exc:
-        raise UsageError(f"domain {_shown(domain)} is not a valid internationalised name: "
-                         f"{exc}") from None
-    except UnicodeError:
-        raise UsageError(f"domain {_shown(domain)} is not a valid internationalised name") \
-            from None
+    if domain.isascii():
+        ascii_domain = domain.lower()
+    else:
+        import idna  # imported for international names only (start-up time)
+
+        try:
+            ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise UsageError(f"domain {_shown(domain)} is not a valid internationalised "
+                             f"name: {exc}") from None
+        except UnicodeError:
+            raise UsageError(f"domain {_shown(domain)} is not a valid internationalised "
+                             f"name") from None
     if len(ascii_domain) > MAX_DOMAIN:
         raise UsageError(f"domain {_shown(domain)} is longer than {MAX_DOMAIN} characters")
     labels = ascii_domain.split(".")
@@ -137,6 +139,8 @@ def check_domain(domain: str) -> str:
             raise UsageError(f"domain {_shown(domain)} has an invalid label {_shown(label)}")
         if label.startswith("xn--"):
             # An A-label must decode to a valid U-label (RFC 5891 5.4).
+            import idna
+
             try:
                 idna.decode(label)
             except (idna.IDNAError, UnicodeError):
@@ -331,3 +335,10 @@ def parse_helo(name: str) -> str:
         _check_literal(name)
         return name
     return check_host(name)
+
+
+def of_family(addresses: tuple[str, ...], family: int | None) -> tuple[str, ...]:
+    """The addresses of one IP version (-4 / -6: 4 or 6); all of them for None."""
+    if family is None:
+        return addresses
+    return tuple(a for a in addresses if ipaddress.ip_address(a).version == family)

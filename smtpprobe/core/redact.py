@@ -2,13 +2,15 @@
 they can occur, and only there.
 
 The password goes on the wire only inside AUTH: in base64 for PLAIN and LOGIN (RFC 4616 and the
-LOGIN convention), as an HMAC for CRAM-MD5. The commands we show are masked when they are
-built (core/wire.py). What remains is the server's side: a hostile or broken server may echo
-what it received, in any case and in any of those encodings. So the session passes the
-server's text through a `Redactor` from the moment it sent the secret (net/session.py), and
-nothing else is masked: host names, banners from before the login and the knowledge base's
-own sentences are never touched, because masking a password's text in fixed words
-("mx1.****.test", "the password is ****") would tell the password.
+LOGIN convention), as an HMAC for CRAM-MD5; an OAuth token inside the base64 XOAUTH2 or
+OAUTHBEARER message (RFC 7628), found at any offset of it like any base64 form. The commands
+we show are masked when they are built (core/wire.py). What remains is the server's side: a
+hostile or broken server may echo what it received, in any case and in any of those
+encodings. So the session passes the server's text through a `Redactor` from the moment it
+sent the secret (net/session.py), and nothing else is masked: host names, banners from
+before the login and the knowledge base's own sentences are never touched, because masking a
+password's text in fixed words ("mx1.****.test", "the password is ****") would tell the
+password.
 
 Every form of the secret is found: as typed and with its case changed (an echo in upper
 case), in hex, URL-quoted, in base64 on its own and at any offset inside a longer base64 blob,
@@ -40,6 +42,10 @@ def _forms(user: str | None, secret: str) -> tuple[set[str], set[str]]:
             blob = f"{authzid}\0{user}\0{secret}".encode()
             exact.add(base64.b64encode(blob).decode("ascii"))
             any_case.add(binascii.hexlify(blob).decode("ascii"))
+        # An OAuth token (XOAUTH2, OAUTHBEARER): the whole messages as they went out.
+        for message in (f"user={user}\x01auth=Bearer {secret}\x01\x01",
+                        f"auth=Bearer {secret}"):
+            exact.add(base64.b64encode(message.encode()).decode("ascii"))
     # Inside a longer base64 blob the secret starts at an offset of 0, 1 or 2 modulo 3; the
     # 4-character groups made only of its own bytes are the same whatever surrounds it.
     for shift in range(3):

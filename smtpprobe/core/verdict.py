@@ -92,8 +92,11 @@ class Decision:
 
 
 def decide(classify: Classifier, address: Address, mx: MxResult, convs: Sequence[Summary], *,
-           catch_all_asked: bool) -> Decision:
-    """The verdict for one address."""
+           catch_all_asked: bool,
+           stopped: tuple[Finding, Verdict] | None = None) -> Decision:
+    """The verdict for one address. `stopped`: when no conversation decided, a finding of the
+    flow's own that explains why, with its verdict (the port blocked on our side, a server
+    without SMTPUTF8 for an address that needs it); it beats the conversations' failures."""
     findings: list[Finding] = [classify.failure(Stage.DNS, w) for w in mx.warnings]
     findings += [classify.failure(Stage.DNS, h.failure) for h in mx.hosts
                  if h.failure is not None]
@@ -180,7 +183,9 @@ def decide(classify: Classifier, address: Address, mx: MxResult, convs: Sequence
         # explains why; with no reply at all, the first failure does.
         replied = [s for c in convs for s in c.steps if s.refused and s.finding]
         failed = [s for c in convs for s in c.steps if s.failure is not None and s.finding]
-        if replied:
+        if stopped is not None:
+            decisive, verdict = stopped
+        elif replied:
             step = replied[0]
             assert step.finding is not None and step.reply is not None
             decisive = step.finding

@@ -172,6 +172,67 @@ def cram_md5(user: str, password: str, challenge: str) -> str | None:
     return _b64(f"{user} {digest}")
 
 
+# --- OAuth 2.0 bearer tokens: XOAUTH2 (Google's, Microsoft's) and OAUTHBEARER (RFC 7628) -------
+
+OAUTH_MECHANISMS = ("OAUTHBEARER", "XOAUTH2")
+
+
+def sasl_xoauth2(user: str, token: str) -> str:
+    """XOAUTH2's one message: "user=" USER ^A "auth=Bearer " TOKEN ^A ^A, in base64 (the
+    providers' documentation; the same key-value pairs as RFC 7628 3.1, without its header)."""
+    return _b64(f"user={user}\x01auth=Bearer {token}\x01\x01")
+
+
+def sasl_oauthbearer(user: str, token: str, *, host: str | None = None,
+                     port: int | None = None) -> str:
+    """OAUTHBEARER's client response (RFC 7628 3.1): the GS2 header "n,a=USER," (no channel
+    binding; "," and "=" in the user name escaped as =2C and =3D, RFC 5801 4), then ^A-separated
+    key-value pairs: host and port (optional), "auth=Bearer TOKEN", and a final ^A ^A."""
+    authzid = user.replace("=", "=3D").replace(",", "=2C")
+    pairs = [f"host={host}" if host else "", f"port={port}" if port else "",
+             f"auth=Bearer {token}"]
+    body = "\x01".join(p for p in pairs if p)
+    return _b64(f"n,a={authzid},\x01{body}\x01\x01")
+
+
+def oauth_abort(mechanism: str) -> str:
+    """What the client sends after a 334 error challenge, so that the server can end the
+    exchange with its final reply: OAUTHBEARER's dummy response is one ^A (RFC 7628 3.2.3);
+    XOAUTH2's is an empty line (the providers' documentation)."""
+    return _b64("\x01") if mechanism.upper() == "OAUTHBEARER" else ""
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthError:
+    """The provider's error in a 334 challenge (RFC 7628 3.2.2: a JSON object in base64)."""
+
+    status: str
+    scope: str | None = None
+    schemes: str | None = None
+    configuration: str | None = None  # "openid-configuration": where the issuer is described
+
+
+def oauth_error(challenge: str) -> OAuthError | None:
+    """The error a 334 challenge carries, or None when it is no base64 JSON object with a
+    "status" (a server that sends something else gets the dummy response all the same)."""
+    import json
+
+    try:
+        raw = base64.b64decode(challenge.strip(), validate=True)
+        data = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or "status" not in data:
+        return None
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return None if value is None else shorten(clean(str(value)), 200)
+
+    return OAuthError(status=text("status") or "", scope=text("scope"),
+                      schemes=text("schemes"), configuration=text("openid-configuration"))
+
+
 # --- the message after 354 -------------------------------------------------------------------
 
 

@@ -567,15 +567,15 @@ class FilteredPort:
     later one, and the client sees no answer at all, not a refusal.
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self._listener: socket.socket | None = None
         self._filler: socket.socket | None = None
-        self.port = 0
+        self.port = port  # 0: any free port (several hosts of a lab world share one number)
 
     def open(self) -> int:
         listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        listener.bind((self.host, 0))
+        listener.bind((self.host, self.port))
         listener.listen(0)
         self._listener = listener
         self.port = listener.getsockname()[1]

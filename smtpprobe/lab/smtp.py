@@ -156,6 +156,7 @@ class Scenario:
     banner_delay: float = 0.0
     greeting: str = "ESMTP Postfix"
     raw: RawScript | None = None  # a script for servers aiosmtpd cannot play
+    smtputf8: bool = False  # offer SMTPUTF8 (RFC 6531) and take UTF-8 addresses
 
 
 async def _banner_reject(conn: RawConnection) -> None:
@@ -225,6 +226,9 @@ _SCENARIO_LIST = (
              "hostname)", ehlo="reject"),
     Scenario("no_esmtp", "an old server: EHLO gets 502 5.5.2, HELO works", ehlo="helo_only",
              greeting="Sendmail 8.8.8/8.8.8; ready"),
+    Scenario("smtputf8", "like mailbox, and offers SMTPUTF8 (RFC 6531): international "
+             "addresses such as jörg@ are taken when MAIL asks for SMTPUTF8",
+             smtputf8=True),
     Scenario("no_starttls", "like mailbox, but never offers STARTTLS, even with a "
              "certificate", starttls=False),
 )
@@ -349,6 +353,8 @@ class _Handler:
         if server.auth_offered():
             keywords.append("AUTH PLAIN LOGIN")
         keywords += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+        if scenario.smtputf8:
+            keywords.append("SMTPUTF8")
         return [f"250-{k}" for k in keywords[:-1]] + [f"250 {keywords[-1]}"]
 
     async def handle_HELO(
@@ -393,6 +399,11 @@ class _Handler:
         if rule == "disconnect":
             server.hang_up()
             return None
+        if not address.isascii() and "SMTPUTF8" not in (
+                o.upper() for o in envelope.mail_options):
+            # Postfix's words (smtpd.c) for a UTF-8 address in a transaction without
+            # SMTPUTF8 (RFC 6531 3.4).
+            return "553 5.6.7 Must declare SMTPUTF8 to send unicode address"
         if rule == "full":
             status = (
                 f"552 5.2.2 <{address}>: Recipient address rejected: "
@@ -525,6 +536,7 @@ class _LabSMTP(SMTP):
             # own checks would answer with its texts.
             auth_require_tls=False,
             authenticator=self._check_login,
+            enable_SMTPUTF8=lab.scenario.smtputf8,
             loop=loop,
         )
         self._smtp_methods = _Commands(self, self._smtp_methods)

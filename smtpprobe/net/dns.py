@@ -62,6 +62,7 @@ import dns.resolver
 import dns.reversename
 import dns.rrset
 
+from smtpprobe.core.address import is_ip
 from smtpprobe.models import Failure, FailureKind, MxHost, MxResult
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "resolve_host",
     "resolve_mx",
     "resolve_server",
+    "screen",
     "to_ascii_domain",
 ]
 
@@ -283,6 +285,15 @@ def _screen(host: str, addresses: Sequence[str], *, allow_private: bool) -> _Scr
                              f"{host} is a public name but resolves to {_grouped(private)}; "
                              f"{tail}"))
     return _Screened(tuple(usable), tuple(notes))
+
+
+def screen(host: str, addresses: Sequence[str], *,
+           allow_private: bool) -> tuple[tuple[str, ...], tuple[Failure, ...]]:
+    """The addresses of `host` a mail client may connect to, and what was left out (or let
+    through) as ADDRESS_UNUSABLE / ADDRESS_PRIVATE failures: the screening `resolve_mx`
+    applies, for callers that look the addresses up themselves (`smtpprobe domain`)."""
+    found = _screen(host, addresses, allow_private=allow_private)
+    return found.usable, found.notes
 
 
 # -- translating exceptions ------------------------------------------------------------------
@@ -1085,7 +1096,7 @@ async def lookup(
     except dns.rdatatype.UnknownRdatatype:
         return Failure(FailureKind.DNS_SERVFAIL, f"unknown DNS record type {rdtype!r}")
     try:
-        if kind == dns.rdatatype.PTR and _is_ip(name):
+        if kind == dns.rdatatype.PTR and is_ip(name):
             qname = dns.reversename.from_address(name)
         else:
             # Service labels (_dmarc, _25._tcp, _mta-sts) are not host names: no LDH rule here.
@@ -1107,11 +1118,3 @@ async def lookup(
     items = tuple(answer.rrset) if answer.rrset is not None else ()
     return Records(asked, rdtype.upper(), True, tuple(_presentation(r) for r in items), items,
                    answer.authenticated, answer.canonical_name.to_text(omit_final_dot=True))
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import ssl
 import time
@@ -36,7 +37,6 @@ from smtpprobe.core.wire import (
     MAX_REPLY,
     Command,
     RawReply,
-    clean,
     shorten,
     to_reply,
 )
@@ -45,6 +45,7 @@ from smtpprobe.models import (
     Capabilities,
     Failure,
     FailureKind,
+    Proxy,
     Reply,
     Stage,
     Step,
@@ -153,6 +154,24 @@ def client_tls_context() -> ssl.SSLContext:
 
 
 
+async def _connected(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait for a non-blocking connect started elsewhere to finish; its error as OSError."""
+    done: asyncio.Future[None] = loop.create_future()
+
+    def writable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_writer(sock.fileno(), writable)
+    try:
+        await done
+    finally:
+        loop.remove_writer(sock.fileno())
+    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))
+
+
 class _Stream(asyncio.Protocol):
     """The connection's reader from the first byte to the end: bytes in, replies out.
 
@@ -236,7 +255,10 @@ class _Stream(asyncio.Protocol):
                 break
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), left)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation
+                # that comes as the wait ends (cli/startup.py cancels a head start so).
+                async with asyncio.timeout(left):
+                    await self._wake.wait()
             except TimeoutError:
                 break
         return out
@@ -264,6 +286,9 @@ class Session:
         source_address: str | None = None,
         trust: TrustStore | None = None,
         redactor: Redactor | None = None,
+        proxy: Proxy | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        connecting: socket.socket | None = None,
     ) -> None:
         if not helo or " " in helo:
             raise UnsafeCommand(f"not a HELO name: {helo!r}")
@@ -273,7 +298,13 @@ class Session:
         self.deadline = deadline  # loop.time() after which no step starts or waits
         self.source_address = source_address
         self.trust = trust
+        # The handshake's context (default `client_tls_context()`); the domain check's
+        # old-version probe passes one that speaks only TLS 1.0 or 1.1.
+        self.tls_context = tls_context
+        self.peer_chain: tuple[bytes, ...] = ()  # the DER chain the server presented, leaf first
         self.redact = redactor or Redactor()
+        self.proxy = proxy  # SOCKS5 (net/proxy.py): the TCP handshake goes through it
+        self.local_address: str | None = None  # our end of the TCP connection (no proxy)
         self._secrets: list[Redactor] = []  # added by auth(): the credentials in use
         self.capabilities: Capabilities | None = None
         self.capabilities_before_tls: Capabilities | None = None
@@ -281,6 +312,11 @@ class Session:
         self.tcp_connected = False
         self._stream: _Stream | None = None
         self._sock: socket.socket | None = None  # between the TCP handshake and the transport
+        # A non-blocking socket whose connect to `endpoint` was started elsewhere (cli/startup.py
+        # starts it before the command line's imports): `connect` waits for it instead of
+        # opening its own. Its bytes wait in the kernel until the stream reads them.
+        self._connecting = connecting
+        self._inspect_later = False  # starttls(inspect=False): inspect_tls() comes later
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -365,7 +401,7 @@ class Session:
             outcome = self._deadline_failure(waiting)
         ended = time.perf_counter()
         if isinstance(outcome, Reply) and stage in (Stage.CONNECT, Stage.STARTTLS) and \
-                self._ssl_object() is not None:
+                self._ssl_object() is not None and not self._inspect_later:
             # Certificate inspection is our work, not the server's: the step's time leaves it
             # out.
             self.tls = self._tls_info()
@@ -437,7 +473,8 @@ class Session:
         """Open TCP (and TLS for port 465 style), read the greeting (RFC 5321 4.3.1)."""
         ep = self.endpoint
         where = ep.where
-        command = f"(connect to {where}{' with TLS' if implicit_tls else ''})"
+        via = f" through {self.proxy.url}" if self.proxy is not None else ""
+        command = f"(connect to {where}{via}{' with TLS' if implicit_tls else ''})"
         started = time.perf_counter()
         opened = await self._step(Stage.CONNECT, command, self._tcp, verb="CONNECT",
                                   waiting=f"with no TCP connection to {where} (the port may "
@@ -454,7 +491,7 @@ class Session:
             try:
                 await loop.create_connection(
                     lambda: stream, sock=sock,
-                    ssl=client_tls_context() if implicit_tls else None,
+                    ssl=(self.tls_context or client_tls_context()) if implicit_tls else None,
                     server_hostname=(ep.name or "") if implicit_tls else None,
                     ssl_handshake_timeout=max(budget, 0.001) if implicit_tls else None)
             except BaseException:
@@ -491,20 +528,35 @@ class Session:
         ep = self.endpoint
         where = ep.where
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in ep.address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setblocking(False)
+        if self.proxy is not None:
+            from smtpprobe.net.proxy import open_via
+
+            through = await open_via(self.proxy, ep.address, ep.port, name=ep.name,
+                                     timeout=budget, source_address=self.source_address)
+            if isinstance(through, Failure):
+                return through
+            self.tcp_connected = True
+            self._sock = through
+            return Reply(None, None, ())
+        sock, self._connecting = self._connecting, None
         try:
-            if self.source_address is not None:
-                try:
-                    sock.bind((self.source_address, 0))
-                except OSError as exc:
-                    sock.close()
-                    return Failure(FailureKind.LOCAL, f"cannot send from {self.source_address}: "
-                                   f"{exc.strerror or exc}")
-            connecting = asyncio.ensure_future(loop.sock_connect(sock, (ep.address, ep.port)))
+            if sock is not None:
+                connecting = asyncio.ensure_future(_connected(loop, sock))
+            else:
+                family = socket.AF_INET6 if ":" in ep.address else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                if self.source_address is not None:
+                    try:
+                        sock.bind((self.source_address, 0))
+                    except OSError as exc:
+                        sock.close()
+                        return Failure(FailureKind.LOCAL, f"cannot send from "
+                                       f"{self.source_address}: {exc.strerror or exc}")
+                connecting = asyncio.ensure_future(loop.sock_connect(sock, (ep.address, ep.port)))
             try:
-                await asyncio.wait_for(connecting, budget)
+                async with asyncio.timeout(budget):  # not wait_for: see _Stream.take
+                    await connecting
             except TimeoutError:
                 sock.close()
                 _, by_deadline = self._budget()
@@ -519,10 +571,15 @@ class Session:
                 sock.close()
                 return _os_failure(exc, what=where)
         except BaseException:
-            sock.close()
+            if sock is not None:
+                sock.close()
             raise
         self.tcp_connected = True
         self._sock = sock
+        try:
+            self.local_address = str(sock.getsockname()[0])
+        except OSError:
+            self.local_address = None
         return Reply(None, None, ())
 
     async def hello(self) -> list[Step]:
@@ -546,16 +603,21 @@ class Session:
         assert step.reply is not None
         caps = parse_ehlo(step.reply) if esmtp else Capabilities(
             greeting=step.reply.first_line, esmtp=False)
-        if self.tls is None:
+        # Before TLS is whether the wire is encrypted, not whether the certificate has been
+        # looked at yet (that may come later, after the EHLO over TLS).
+        if self._ssl_object() is None:
             self.capabilities_before_tls = caps
         self.capabilities = caps
 
-    async def starttls(self) -> Step:
+    async def starttls(self, *, inspect: bool = True) -> Step:
         """STARTTLS and the handshake (RFC 3207). Afterwards the caller must EHLO again.
 
         The command is sent whether or not it was advertised: the caller decided to try (e.g.
-        to see how a server that hides it reacts)."""
+        to see how a server that hides it reacts). With `inspect=False` the certificate is
+        not inspected yet: the caller calls `inspect_tls` (probe/dialog.py does while the
+        server answers the EHLO after the handshake)."""
         command = wire.starttls()
+        self._inspect_later = not inspect
 
         async def act(budget: float) -> Reply | Failure:
             loop = asyncio.get_running_loop()
@@ -577,7 +639,7 @@ class Session:
             # asyncio's own handshake timeout never fires when the peer is gone before the
             # handshake starts: the step's own bound as well.
             transport = await asyncio.wait_for(loop.start_tls(
-                stream.transport, stream, client_tls_context(),
+                stream.transport, stream, self.tls_context or client_tls_context(),
                 server_hostname=self.endpoint.name or None, ssl_handshake_timeout=left), left)
             if transport is None:
                 raise ConnectionResetError(errno.ECONNRESET, "closed during the handshake")
@@ -592,6 +654,14 @@ class Session:
             # After a broken handshake the connection is unusable (RFC 3207 4.1).
             self.close()
         return step
+
+    def inspect_tls(self) -> TlsInfo | None:
+        """Inspect the certificate of the TLS handshake (after `starttls(inspect=False)`);
+        sets `tls`. None when there is no TLS layer (any more)."""
+        self._inspect_later = False
+        if self.tls is None and self._ssl_object() is not None:
+            self.tls = self._tls_info()
+        return self.tls
 
     def _tls_info(self) -> TlsInfo:
         ssl_object = self._ssl_object()
@@ -612,6 +682,7 @@ class Session:
         if not chain:
             leaf = ssl_object.getpeercert(binary_form=True)
             chain = [leaf] if leaf else []
+        self.peer_chain = tuple(chain)
         # cryptography is imported here, after the handshake, not at start-up.
         from smtpprobe.core.certs import TrustStore, inspect_chain
 
@@ -658,6 +729,21 @@ class Session:
                 return steps
             steps.append(await self.send(wire.auth_line(answer,
                                                         f"{wire.MASK}  (CRAM-MD5 response)")))
+            return steps
+        if mechanism in wire.OAUTH_MECHANISMS:
+            # `password` is an OAuth 2.0 access token (RFC 7628; XOAUTH2 the providers' own).
+            blob = (wire.sasl_xoauth2(user, password) if mechanism == "XOAUTH2" else
+                    wire.sasl_oauthbearer(user, password, host=self.endpoint.name,
+                                          port=self.endpoint.port))
+            # The exact message too: its edges hold bytes of the token that the offset forms
+            # of core/redact.py leave out (an echo of the whole blob must not show them).
+            self._secrets.append(Redactor([(None, blob)]))
+            steps = [await self.send(wire.auth(mechanism, blob))]
+            if steps[-1].continues and self.connected:
+                # A 334 here is the provider's error (RFC 7628 3.2.2); the exchange ends only
+                # when the client answers it with the dummy response (3.2.3).
+                steps.append(await self.send(wire.auth_line(
+                    wire.oauth_abort(mechanism), "(empty response: the error was read)")))
             return steps
         return [self._record(Stage.AUTH, f"AUTH {wire.safe(mechanism)}", Failure(
             FailureKind.NOT_OFFERED, f"smtpprobe does not implement AUTH {mechanism}"),
@@ -766,7 +852,8 @@ class Session:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        for sock in (self._sock, self._connecting):
+            if sock is not None:
+                sock.close()
+        self._sock = self._connecting = None
 

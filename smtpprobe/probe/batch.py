@@ -198,6 +198,7 @@ class _Endpoint:
     # Addresses to ask alone, as the first transaction of a fresh session.
     alone: deque[_Item] = field(default_factory=deque)
     workers: int = 0
+    opening: int = 0  # sessions being opened: their first transaction is still to be taken
     talked: bool = False  # a session here got any reply (a 421 greeting counts)
     greeted: bool = False  # a session here got as far as a 220 greeting
     streak: int = 0  # failed sessions in a row (a timeout weighs TIMEOUT_WEIGHT)
@@ -332,6 +333,27 @@ class Pooled:
             found = found or bool(queue)
         return found
 
+    def _covered(self, endpoint: _Endpoint) -> bool:
+        """Whether the sessions still being opened here will take every waiting address in
+        their first transactions, so that another session would open for nothing (a worker
+        whose session has ended then leaves them to it, as converse does not start one).
+        Addresses to ask alone, and both kinds of MAIL waiting, never count as covered."""
+        if not endpoint.opening or endpoint.alone:
+            return False
+        kinds = [q for q in endpoint.queues if any(item.live for item in q)]
+        if len(kinds) != 1:
+            return False
+        per_session = 1 if self._lone_mode(endpoint) else min(self.batch.error_budget,
+                                                               self.batch.max_rcpt)
+        room = endpoint.opening * per_session
+        recipients: set[str] = set()
+        for item in kinds[0]:
+            if item.live:
+                recipients.update(item.recipients)
+                if len(recipients) > room:
+                    return False
+        return True
+
     def _lone_mode(self, endpoint: _Endpoint) -> bool:
         """The server keeps failing sessions: its failures stand, one address at a time. The
         more addresses wait, the more evidence that takes (SMALL_STAKE)."""
@@ -458,6 +480,8 @@ class Pooled:
                         continue  # another session failed while this one waited
                     if not self._pending(endpoint):
                         break
+                    if self._covered(endpoint):
+                        break  # the sessions being opened take what waits: none for nothing
                     await pacer.wait()
                     await self._run_session(checker, endpoint, pacer, deadline)
         finally:
@@ -481,6 +505,7 @@ class Pooled:
             return
         template = Conversation(head.conv.host, head.conv.address, head.conv.port)
         self.sessions += 1
+        endpoint.opening += 1
         try:
             session = await checker.open(template, deadline)
         except Exception as exc:  # noqa: BLE001 - a fault of our own, not the server's
@@ -488,6 +513,9 @@ class Pooled:
                 template.session.close()
             self._fault(endpoint, [], exc)
             return
+        finally:
+            # No await between here and the first _take_items of a session that opened.
+            endpoint.opening -= 1
         if template.steps and template.steps[0].reply is not None:
             endpoint.talked = True
         if template.greeted.is_set() and not endpoint.greeted:
@@ -596,6 +624,19 @@ class Pooled:
                            items: list[_Item], *, first: bool, deadline: float) -> _Outcome:
         session = opened.session
         caps = session.capabilities
+        if caps is not None and not caps.has("SMTPUTF8"):
+            # RFC 6531 3.2: a non-ASCII address goes only to a server that offers SMTPUTF8;
+            # it is not sent, as in a lone check (probe/check.py, converse).
+            unsendable = [i for i in items if any(not r.isascii() for r in i.recipients)]
+            for item in unsendable:
+                needs = next(r for r in item.recipients if not r.isascii())
+                self._finish(item, opened.template, [], observed=[(
+                    Stage.MAIL, FailureKind.SMTPUTF8_NOT_OFFERED,
+                    f"{opened.template.host.name} does not offer SMTPUTF8, which {needs} "
+                    f"needs (RFC 6531)")])
+            items = [i for i in items if i not in unsendable]
+            if not items:
+                return _Outcome(answered=len(unsendable))
         order: list[str] = []
         seen: set[str] = set()
         for item in items:
@@ -676,15 +717,17 @@ class Pooled:
         return False
 
     @staticmethod
-    def _finish(item: _Item, template: Conversation, transaction: list[Step]) -> None:
-        """Give the address the conversation a lone check would have had."""
+    def _finish(item: _Item, template: Conversation, transaction: list[Step], *,
+                observed: Sequence[tuple[Stage, FailureKind, str]] = ()) -> None:
+        """Give the address the conversation a lone check would have had (`observed`: what
+        was found about it without a transaction)."""
         if not item.live:
             return
         conv = item.conv
         conv.steps = list(template.steps) + transaction
         if transaction:
             conv.steps.append(Step(stage=Stage.QUIT, command="QUIT", elapsed_ms=0.0))
-        conv.observations = list(template.observations)
+        conv.observations = [*template.observations, *observed]
         conv.session = template.session
         conv.settle()
         item.done.set_result(None)

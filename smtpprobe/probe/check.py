@@ -27,20 +27,27 @@ from smtpprobe.core.wire import Command
 from smtpprobe.models import (
     AuthResult,
     Capabilities,
+    Category,
     CheckReport,
     Credentials,
+    Failure,
     FailureKind,
     Finding,
     HostReport,
+    Lookup,
     MxHost,
     MxResult,
+    Proxy,
     Stage,
     Step,
+    Verdict,
 )
 from smtpprobe.net.session import Endpoint, Session
 from smtpprobe.probe.dialog import Tls, open_dialog
 
 if TYPE_CHECKING:
+    import socket
+
     from smtpprobe.core.certs import TrustStore
     from smtpprobe.core.knowledge.load import KnowledgeBase
 
@@ -78,6 +85,11 @@ class CheckOptions:
     # Connect to loopback, private and link-local addresses of public names too (they are
     # skipped with a finding otherwise); names under .test, .localhost ... may always have them.
     allow_private: bool = False
+    proxy: Proxy | None = None  # SOCKS5: every connection goes through it (net/proxy.py)
+    family: int | None = None  # 4 or 6 (-4/-6): only addresses of that family are tried
+    # A host known to take connections on the port (--canary HOST[:PORT]): when every mail
+    # host is silent, it tells a blocked port on our side from dead hosts on theirs.
+    canary: tuple[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -98,7 +110,13 @@ class Conversation:
 
     def settle(self) -> None:
         """The conversation is over: whether its answer decides, from its replies alone."""
-        self.definitive = Transaction.of(self.steps).definitive
+        transaction = Transaction.of(self.steps)
+        decisive = transaction.decisive
+        # A 4yz decides nothing for the domain: a sending MTA keeps the deferred recipient and
+        # tries the next MX in the same delivery (RFC 5321 5.1: more than one address; Postfix
+        # does so up to smtp_mx_session_limit). A 5yz ends the walk.
+        self.definitive = transaction.definitive and not (
+            decisive is not None and decisive.reply is not None and decisive.reply.klass == 4)
 
     def report(self, steps: Sequence[Step]) -> HostReport:
         session = self.session
@@ -109,6 +127,43 @@ class Conversation:
             capabilities_after_tls=(session.capabilities
                                     if session is not None and session.tls else None),
         )
+
+
+# Refusals about the prober's identity or address, which the self-check can explain.
+_ABOUT_US = frozenset({Category.CLIENT_IDENTITY_REJECTED, Category.BLOCKLISTED,
+                       Category.DYNAMIC_IP_REJECTED})
+
+
+def only_family(mx: MxResult, family: int | None) -> MxResult:
+    """The lookup with only the addresses of `family` (-4/-6); a host left without one gets
+    a failure that names the option, so the report does not blame the domain silently."""
+    if family is None:
+        return mx
+    from ipaddress import ip_address
+
+    hosts: list[MxHost] = []
+    for host in mx.hosts:
+        kept = tuple(a for a in host.addresses if ip_address(a).version == family)
+        if host.addresses and not kept:
+            record = "AAAA" if family == 6 else "A"
+            hosts.append(replace(host, addresses=(), failure=Failure(
+                FailureKind.FAMILY_EXCLUDED, f"{host.name} has no IPv{family} address "
+                f"({record} record), and -{family} allows only IPv{family}")))
+        else:
+            hosts.append(replace(host, addresses=kept))
+    return replace(mx, hosts=tuple(hosts))
+
+
+def _silent(conv: Conversation) -> bool:
+    """The conversation never got a TCP connection: the packets were dropped (a timeout, the
+    deadline) or no route led there; a refusal is an answer, so it does not count."""
+    if not conv.steps or conv.steps[0].stage is not Stage.CONNECT:
+        return False
+    failure = conv.steps[0].failure
+    if failure is None or (conv.session is not None and conv.session.tcp_connected):
+        return False
+    return failure.kind in (FailureKind.TIMEOUT, FailureKind.UNREACHABLE,
+                            FailureKind.DEADLINE)
 
 
 def random_local_part(rng: random.Random) -> str:
@@ -181,7 +236,8 @@ class Checker:
                  resolve: Resolver | None = None, rng: random.Random | None = None,
                  redactor: Redactor | None = None, trust: TrustStore | None = None,
                  strategy: Strategy | None = None,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None,
+                 connecting: dict[tuple[str, int], socket.socket] | None = None) -> None:
         # A loader instead of a knowledge base: it runs in a thread while the first
         # conversation waits for the network (classification needs it only at the end).
         self._kb = None if callable(kb) else kb
@@ -196,6 +252,11 @@ class Checker:
         self._trust = trust
         self._trust_loading: asyncio.Future[TrustStore] | None = None
         self._resolve = resolve  # None: dnspython's, imported on first use (start-up time)
+        # The --canary's answer, once per checker (a batch asks it for one domain at most once).
+        self._canary: asyncio.Future[tuple[str, int, bool, str]] | None = None
+        # TCP connects already under way (cli/startup.py starts one before the command line
+        # is imported), by (address, port): the first conversation with it takes it over.
+        self._connecting = connecting if connecting is not None else {}
 
     @property
     def resolve(self) -> Resolver:
@@ -255,7 +316,8 @@ class Checker:
         return Session(Endpoint(conv.address, conv.port, name), helo=self.options.helo,
                        timeout=self.options.timeout, deadline=deadline,
                        source_address=self.options.source_address, trust=self._trust,
-                       redactor=self.redactor)
+                       redactor=self.redactor, proxy=self.options.proxy,
+                       connecting=self._connecting.pop((conv.address, conv.port), None))
 
     async def open(self, conv: Conversation, deadline: float, *,
                    use_tls: bool | None = None) -> Session | None:
@@ -326,6 +388,14 @@ class Checker:
                     await conv.session.quit()
             elif not await self.login(conv, session):
                 await session.quit()
+            elif (caps := session.capabilities) is not None and not caps.has("SMTPUTF8") and \
+                    any(not r.isascii() for r in recipients):
+                # RFC 6531 3.2: a non-ASCII address goes only to a server that offers SMTPUTF8.
+                needs = next(r for r in recipients if not r.isascii())
+                conv.observations.append((Stage.MAIL, FailureKind.SMTPUTF8_NOT_OFFERED,
+                                          f"{conv.host.name} does not offer SMTPUTF8, which "
+                                          f"{needs} needs (RFC 6531)"))
+                await session.quit()
             else:
                 caps = session.capabilities
                 conv.steps += await exchange(session, self.transaction(recipients, caps),
@@ -350,13 +420,15 @@ class Checker:
         started = time.perf_counter()
         if deadline is None:
             deadline = loop.time() + self.options.deadline
-        mx = await self.strategy.mail_hosts(self, address, deadline)
+        mx = only_family(await self.strategy.mail_hosts(self, address, deadline),
+                         self.options.family)
         recipients = [address.smtp]
         if self.options.catch_all:
             recipients.append(self.strategy.made_up_address(
                 self, address.smtp.rpartition('@')[2]))
         self._start_loading()
         convs = await self._attempts(mx, recipients, deadline)
+        reach = await self.reachability(convs, deadline)
         await self.knowledge()
         # The one classification pass: every step and observation gets its finding here.
         classify = self.classifier
@@ -366,17 +438,140 @@ class Checker:
                                            *slow_steps(c.steps, c.host.name)])),
                              c.definitive, where=f"{c.host.name} [{c.address}]")
                      for c in convs]
+        stopped: tuple[Finding, Verdict] | None = None
+        if reach is not None:
+            found = classify.observe(Stage.CONNECT, *reach)
+            if reach[0] is FailureKind.PORT_BLOCKED:
+                stopped = (found, Verdict.UNREACHABLE)
+            else:  # the canary answered: the mail hosts are down, not our network
+                summaries[-1] = replace(summaries[-1],
+                                        observations=(*summaries[-1].observations, found))
+        for conv, summary in zip(convs, summaries, strict=True):
+            if stopped is None and any(kind is FailureKind.SMTPUTF8_NOT_OFFERED
+                                       for _, kind, _ in conv.observations):
+                # RFC 6531 3.2: without SMTPUTF8 the address cannot be sent to this host at
+                # all; a sending MTA bounces (or downgrades, which needs an ASCII address).
+                stopped = (next(f for f in summary.observations
+                                if f.rule.startswith("observe.smtputf8")), Verdict.REJECTED)
         decision = decide(classify, address, mx, summaries,
-                          catch_all_asked=self.options.catch_all)
+                          catch_all_asked=self.options.catch_all, stopped=stopped)
+        lookups = await self.confirm((decision.finding, *decision.findings), deadline)
+        about_us = await self.about_us(decision.finding, convs, deadline)
         return CheckReport(
             address=str(address), domain=mx.domain or address.ascii_domain,
             verdict=decision.verdict, finding=decision.finding,
             address_status=decision.status, mx=mx,
             hosts=tuple(c.report(s.steps) for c, s in zip(convs, summaries, strict=True)),
-            findings=decision.findings, catch_all=decision.catch_all,
+            findings=(*decision.findings, *about_us), catch_all=decision.catch_all,
             elapsed_ms=(time.perf_counter() - started) * 1000,
-            mail_from=self.options.mail_from,
+            mail_from=self.options.mail_from, lookups=lookups,
         )
+
+    async def confirm(self, findings: Sequence[Finding], deadline: float) -> tuple[Lookup, ...]:
+        """The DNS lookups the findings' remedies call for (probe/lookups.py): blocklist, SPF
+        and DMARC, reverse DNS; nothing when no finding names such a cause."""
+        from smtpprobe.probe.lookups import LOOKUP_CATEGORIES, confirm
+
+        if not any(f.category in LOOKUP_CATEGORIES for f in findings):
+            return ()
+        # Within the check's deadline, but with room for the lookups when the conversation
+        # used it up: they are the answer to the finding, not more conversation.
+        loop = asyncio.get_running_loop()
+        until = max(deadline, loop.time() + 2 * self.options.dns_timeout)
+        return await confirm(findings, classifier=self.classifier, trust=await self.trust(),
+                             nameservers=self.options.nameservers,
+                             timeout=self.options.dns_timeout, deadline=until,
+                             helo=self.options.helo, mail_from=self.options.mail_from,
+                             source_address=self.options.source_address)
+
+    async def about_us(self, decisive: Finding, convs: Sequence[Conversation],
+                       deadline: float) -> list[Finding]:
+        """A refusal about the prober's name or address (PROBER_CATEGORIES' identity and
+        blocklist ones) gets the self-check of the address we connected from: its PTR and
+        forward confirmation, the EHLO name, and the blocklists the replies named
+        (core/selfcheck.py). Through a proxy the address the server saw is the proxy's, which
+        this host cannot check: nothing is added then."""
+        if decisive.category not in _ABOUT_US or self.options.proxy is not None:
+            return []
+        local = next((c.session.local_address for c in convs if c.session is not None
+                      and c.session.local_address is not None), None)
+        if local is None:
+            return []
+        from smtpprobe.core.selfcheck import blocklist_zones, observations
+        from smtpprobe.probe.selfcheck import self_check
+
+        texts = [s.reply.text for c in convs for s in c.steps
+                 if s.reply is not None and s.refused]
+        left = deadline - asyncio.get_running_loop().time()
+        found = await self_check(local, helo=self.options.helo, zones=blocklist_zones(texts),
+                                 nameservers=self.options.nameservers,
+                                 timeout=max(0.5, min(self.options.dns_timeout, left)))
+        return [self.classifier.observe(Stage.CONNECT, kind, detail)
+                for kind, detail in observations(found)]
+
+    async def reachability(self, convs: Sequence[Conversation], deadline: float
+                           ) -> tuple[FailureKind, str] | None:
+        """When every mail host was silent on the port: is the port blocked on our side?
+
+        With --canary, one quick connection to that host (known to take connections) tells:
+        silent too, the port is blocked here; it answers, the mail hosts are at fault. Without
+        it, two or more different mail hosts all silent point to our network (a domain's MX
+        hosts are rarely all down at once). None when there is nothing to say; through a
+        proxy the proxy connects, so nothing is said about this network. The answer is kept
+        for the checker's other addresses (one canary connection per run)."""
+        opts = self.options
+        if opts.proxy is not None or not convs or not all(_silent(c) for c in convs):
+            return None
+        port = convs[0].port
+        hosts = list(dict.fromkeys(c.host.name for c in convs))
+        shown = ", ".join(hosts[:3]) + (" ..." if len(hosts) > 3 else "")
+        if opts.canary is None:
+            if len(hosts) < 2:
+                return None
+            return (FailureKind.PORT_BLOCKED,
+                    f"{len(hosts)} different mail hosts ({shown}) all failed to answer on port "
+                    f"{port}: most likely this network blocks outgoing connections to port "
+                    f"{port} (give --canary HOST to confirm)")
+        if self._canary is None:
+            self._canary = asyncio.ensure_future(self._try_canary(deadline))
+        canary, canary_port, answered, detail = await asyncio.shield(self._canary)
+        if answered:
+            return (FailureKind.PORT_OPEN,
+                    f"the canary {canary} answered on port {canary_port} ({detail}), so this "
+                    f"network does not block it: the mail hosts ({shown}) are unreachable")
+        return (FailureKind.PORT_BLOCKED,
+                f"the mail hosts ({shown}) and the canary {canary}, a host that takes "
+                f"connections, all failed on port {port} ({detail}): this network blocks "
+                f"outgoing connections to port {canary_port}")
+
+    async def _try_canary(self, deadline: float) -> tuple[str, int, bool, str]:
+        """(host, port, whether the TCP connection was made, what happened)."""
+        assert self.options.canary is not None
+        host, port = self.options.canary
+        loop = asyncio.get_running_loop()
+        result = await self._host_result(host, max(deadline, loop.time() + 1.0))
+        addresses = [a for h in result.hosts for a in h.addresses]
+        if not addresses:
+            reason = result.failure.detail if result.failure else "no address"
+            return host, port, False, f"not tried: {reason}"
+        # The canary gets a short wait of its own (its connect and its greeting, each at most
+        # `timeout`): it is a known-good host.
+        timeout = min(self.options.timeout, 5.0)
+        session = Session(Endpoint(addresses[0], port, None if addresses[0] == host else host),
+                          helo=self.options.helo, timeout=timeout,
+                          source_address=self.options.source_address)
+        try:
+            step = await session.connect()
+            if session.tcp_connected:
+                greeting = step.reply.first_line if step.reply is not None else (
+                    step.failure.detail if step.failure else "")
+                return host, port, True, f"TCP connected{': ' if greeting else ''}" \
+                    f"{wire.clean(greeting)[:80]}"
+            assert step.failure is not None
+            return host, port, False, step.failure.detail
+        finally:
+            await session.quit()
+            session.close()
 
     async def lookup(self, address: Address, deadline: float) -> MxResult:
         """The mail hosts of the address's domain (or the --server), within the deadline."""

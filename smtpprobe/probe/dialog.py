@@ -11,6 +11,7 @@ The steps come back unclassified, in order; callers classify them once, with the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -66,7 +67,8 @@ async def open_dialog(session: Session, *, starttls: bool, implicit_tls: bool = 
     """Bring `session` to the point of AUTH or MAIL, as far as the server lets it.
 
     `starttls`: ask for STARTTLS when it is offered. `implicit_tls`: TLS from the first byte.
-    `trust` gives the trust store just before the handshake (it may still be loading);
+    `trust` gives the trust store for the certificate inspection after a STARTTLS handshake
+    (it may still be loading: it is awaited while the EHLO after TLS is answered);
     `on_greeting` is called as soon as the server has greeted.
     """
     opening = Opening(session, tls=Tls.IMPLICIT if implicit_tls else Tls.NOT_WANTED)
@@ -90,9 +92,7 @@ async def open_dialog(session: Session, *, starttls: bool, implicit_tls: bool = 
         opening.tls = Tls.NOT_OFFERED
         opening.ready = True
         return opening
-    if trust is not None:
-        session.trust = await trust()
-    start = await session.starttls()
+    start = await session.starttls(inspect=False)
     opening.secured.append(start)
     if not start.replied(220):
         # RFC 3207 4: a refused STARTTLS leaves the plain connection usable; a broken
@@ -102,7 +102,21 @@ async def open_dialog(session: Session, *, starttls: bool, implicit_tls: bool = 
         opening.ready = opening.tls is Tls.REFUSED
         return opening
     opening.tls = Tls.UP
-    again = await session.hello()
+    # The certificate is inspected while the server answers the EHLO after the handshake: the
+    # trust store (it may still be loading) and the inspection are not in the handshake's way.
+    inspecting = asyncio.ensure_future(_inspect(session, trust))
+    try:
+        again = await session.hello()
+    except BaseException:
+        inspecting.cancel()
+        raise
+    await inspecting
     opening.secured.extend(again)
     opening.ready = again[-1].replied(250)
     return opening
+
+
+async def _inspect(session: Session, trust: Callable[[], Awaitable[TrustStore]] | None) -> None:
+    if trust is not None:
+        session.trust = await trust()
+    session.inspect_tls()

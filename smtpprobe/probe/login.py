@@ -56,9 +56,33 @@ def _next_mechanism_may_help(step: Step) -> bool:
     return step.replied(504, 534, 432)
 
 
+def oauth_explained(steps: list[Step], mechanism: str, here: str) -> tuple[FailureKind, str] | None:
+    """The provider's error of a token login, decoded from its 334 challenge (RFC 7628
+    3.2.2), as an observation; None when there was none."""
+    from smtpprobe.core.wire import oauth_error
+
+    for step in steps:
+        if step.continues and step.reply is not None:
+            error = oauth_error(step.reply.text)
+            if error is None:
+                continue
+            facts = [f"status {error.status}"]
+            if error.scope:
+                facts.append(f"scope needed: {error.scope}")
+            if error.schemes:
+                facts.append(f"schemes: {error.schemes}")
+            if error.configuration:
+                facts.append(f"issuer: {error.configuration}")
+            return (FailureKind.OAUTH_ERROR,
+                    f"{here} refused the {mechanism} token; the provider's error says "
+                    f"{'; '.join(facts)}")
+    return None
+
+
 async def login(session: Session, creds: Credentials, classifier: Classifier,
                 steps: list[Step], *, allow_plaintext: bool, tls_expected: bool = False,
-                verify: bool = True, allow_old_tls: bool = False) -> AuthOutcome:
+                verify: bool = True, allow_old_tls: bool = False,
+                mechanism: str | None = None) -> AuthOutcome:
     """AUTH with the best mechanism offered; the classified steps are added to `steps`.
 
     The password is withheld on an unencrypted connection unless `allow_plaintext`, and even
@@ -66,7 +90,10 @@ async def login(session: Session, creds: Credentials, classifier: Classifier,
     a man in the middle stripping it); over TLS whose certificate does not verify for the
     host (its name, or for an address its iPAddress entry) unless `verify` is off (anyone
     could present such a one); and over TLS 1.1 or older unless `allow_old_tls` (RFC 8996:
-    those versions no longer protect what they carry)."""
+    those versions no longer protect what they carry).
+
+    `mechanism` (--auth-mech): only that one; XOAUTH2 and OAUTHBEARER carry the credentials'
+    password as an OAuth 2.0 access token, and are never chosen without it."""
     ep = session.endpoint
     here = ep.where
     caps = session.capabilities
@@ -78,6 +105,13 @@ async def login(session: Session, creds: Credentials, classifier: Classifier,
         return AuthOutcome(AuthResult.NOT_OFFERED, finding=observe(
             Stage.AUTH, FailureKind.NOT_OFFERED, detail))
     order = mechanism_order(offered, encrypted=encrypted)
+    if mechanism is not None:
+        wanted = mechanism.upper()
+        if wanted not in offered:
+            return AuthOutcome(AuthResult.NOT_OFFERED, finding=observe(
+                Stage.AUTH, FailureKind.NOT_OFFERED,
+                f"{here} offers AUTH {' '.join(offered)}, not {wanted} (--auth-mech)"))
+        order = [wanted]
     if not order:
         return AuthOutcome(AuthResult.NOT_OFFERED, finding=observe(
             Stage.AUTH, FailureKind.NOT_OFFERED,
@@ -114,12 +148,17 @@ async def login(session: Session, creds: Credentials, classifier: Classifier,
             f"the password was not sent (--allow-old-tls would send it)"))
     tried: list[str] = []
     outcome = NOT_TRIED
-    for index, mechanism in enumerate(order):
-        tried.append(mechanism)
-        new = classifier.steps(await session.auth(creds.user, creds.password, mechanism))
+    for index, mech in enumerate(order):
+        tried.append(mech)
+        new = classifier.steps(await session.auth(creds.user, creds.password, mech))
         steps.extend(new)
         last = new[-1]
-        outcome = AuthOutcome(auth_result(last), mechanism, tuple(tried), last.finding)
+        finding = last.finding
+        explained = oauth_explained(new, mech, here) if mech in ("XOAUTH2", "OAUTHBEARER") \
+            else None
+        if explained is not None and not last.ok:
+            finding = observe(Stage.AUTH, *explained)
+        outcome = AuthOutcome(auth_result(last), mech, tuple(tried), finding)
         if outcome.result is AuthResult.OK:
             return outcome
         more = index + 1 < len(order)

@@ -24,7 +24,7 @@ from email.utils import formatdate
 from enum import Enum
 from typing import ClassVar
 
-from smtpprobe.core.address import is_ip
+from smtpprobe.core.address import is_ip, of_family
 from smtpprobe.core.certs import TrustStore
 from smtpprobe.core.classify import Classifier
 from smtpprobe.core.knowledge.load import KnowledgeBase
@@ -39,6 +39,7 @@ from smtpprobe.models import (
     FailureKind,
     Finding,
     PortMode,
+    Proxy,
     Reason,
     RelayCheck,
     RelayReport,
@@ -55,6 +56,39 @@ from smtpprobe.probe.login import login
 TLS_MODES = ("auto", "starttls", "implicit", "none")
 OPEN_RELAY_FROM = "smtpprobe-relay-test@example.com"
 OPEN_RELAY_TO = "smtpprobe-relay-test@example.net"
+
+
+@dataclass(frozen=True, slots=True)
+class RelayTrick:
+    """One envelope an open-relay test offers: a name, MAIL FROM, RCPT TO, and whether the
+    recipient is disguised as one of the server's own domain (`local`: a catch-all accepts
+    it too, so acceptance is a suspicion, not proof)."""
+
+    name: str
+    sender: str
+    recipient: str
+    local: bool = False
+
+
+def relay_tricks(domain: str, *, outside_from: str = OPEN_RELAY_FROM,
+                 outside_to: str = OPEN_RELAY_TO) -> tuple[RelayTrick, ...]:
+    """The envelopes that spammers use to get mail relayed through a server that takes mail
+    for `domain`. None of them is ever followed by DATA.
+
+    The disguised forms are the old routing syntaxes that some MTAs still rewrite into an
+    outside address: the percent hack and the UUCP bang path (sendmail and Postfix know
+    both: allow_percent_hack, swap_bangpath), a quoted local part, and a source route
+    (RFC 5321 4.1.1.3 and appendix C: accepted but to be ignored).
+    """
+    user, _, outside = outside_to.rpartition("@")
+    return (
+        RelayTrick("outside", outside_from, outside_to),
+        RelayTrick("local_sender", f"postmaster@{domain}", outside_to),
+        RelayTrick("percent", outside_from, f"{user}%{outside}@{domain}", local=True),
+        RelayTrick("bang", outside_from, f"{outside}!{user}@{domain}", local=True),
+        RelayTrick("quoted", outside_from, f'"{user}@{outside}"@{domain}', local=True),
+        RelayTrick("source_route", outside_from, f"@{domain}:{outside_to}"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +114,10 @@ class RelayOptions:
     # Also loopback, private and link-local addresses of a public host name (skipped with a
     # finding otherwise); names under .test, .localhost ... and typed addresses always may.
     allow_private: bool = False
+    proxy: Proxy | None = None  # SOCKS5 (--proxy): the connection goes through it
+    family: int | None = None  # 4 or 6 (-4/-6): only addresses of that family
+    # --auth-mech: only this SASL mechanism; XOAUTH2/OAUTHBEARER take the password as a token
+    auth_mech: str | None = None
 
 
 def port_mode(port: int, tls: str) -> tuple[PortMode, bool]:
@@ -271,7 +309,7 @@ class Relay:
         opts = self.options
         return Session(Endpoint(address, opts.port, name), helo=opts.helo, timeout=opts.timeout,
                        deadline=deadline, source_address=opts.source_address, trust=self.trust,
-                       redactor=self.redactor)
+                       redactor=self.redactor, proxy=opts.proxy)
 
     async def _open(self, session: Session) -> Opening:
         opening = await open_dialog(session, starttls=self.mode is PortMode.STARTTLS,
@@ -295,10 +333,15 @@ class Relay:
         found = await resolve_server(host, nameservers=self.options.nameservers,
                                      timeout=budget, allow_private=self.options.allow_private)
         notes = tuple(self.classifier.failure(Stage.DNS, w) for w in found.warnings)
-        addresses = found.hosts[0].addresses if found.hosts else ()
+        every = found.hosts[0].addresses if found.hosts else ()
+        addresses = of_family(every, self.options.family)
         if addresses:
             return addresses, host, None, notes
-        failure = found.failure or Failure(FailureKind.DNS_NO_ADDRESS, f"{host} has no address")
+        family = self.options.family
+        failure = found.failure or Failure(
+            FailureKind.FAMILY_EXCLUDED if every else FailureKind.DNS_NO_ADDRESS, (
+            f"{host} has no IPv{family} address, and -{family} allows only that" if every
+            else f"{host} has no address"))
         return (), None, self.classifier.failure(Stage.DNS, failure), notes
 
     # The checks after the first one that could not run: skipped, with the reason.
@@ -390,7 +433,7 @@ class Relay:
         outcome = await login(run.session, self.credentials, self.classifier, steps,
                               allow_plaintext=opts.allow_plaintext_auth,
                               tls_expected=self.tls_required, verify=opts.verify,
-                              allow_old_tls=opts.allow_old_tls)
+                              allow_old_tls=opts.allow_old_tls, mechanism=opts.auth_mech)
         elapsed = (time.perf_counter() - started) * 1000
         if outcome.result is AuthResult.OK:
             run.checks.append(RelayCheck("auth", CheckStatus.PASS, outcome.finding,

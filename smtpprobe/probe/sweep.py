@@ -15,7 +15,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from smtpprobe.core.address import is_ip
+from smtpprobe.core.address import is_ip, of_family
 from smtpprobe.core.certs import TrustStore
 from smtpprobe.core.classify import Classifier, unique_findings
 from smtpprobe.core.knowledge.load import KnowledgeBase
@@ -33,6 +33,7 @@ from smtpprobe.models import (
     PortMode,
     PortReport,
     PortState,
+    Proxy,
     Reason,
     Recommendation,
     Stage,
@@ -100,6 +101,10 @@ class SweepOptions:
     # Also loopback, private and link-local addresses of a public host name (skipped with a
     # finding otherwise); names under .test, .localhost ... and typed addresses always may.
     allow_private: bool = False
+    proxy: Proxy | None = None  # SOCKS5 (--proxy): every port is tried through it
+    family: int | None = None  # 4 or 6 (-4/-6): only addresses of that family
+    # --auth-mech: only this SASL mechanism; XOAUTH2/OAUTHBEARER take the password as a token
+    auth_mech: str | None = None
 
 
 # No TCP connection at all: another address of the host may do better.
@@ -153,9 +158,14 @@ class Sweeper:
                                          timeout=budget, allow_private=self.options.allow_private)
             notes += (self.classifier.failure(Stage.DNS, w) for w in found.warnings)
             addresses, name = found.hosts[0].addresses if found.hosts else (), host
+            every = addresses
+            addresses = of_family(addresses, self.options.family)
             if not addresses:
-                failure = found.failure or Failure(FailureKind.DNS_NO_ADDRESS,
-                                                   f"{host} has no address")
+                failure = found.failure or Failure(
+                    FailureKind.FAMILY_EXCLUDED if every else FailureKind.DNS_NO_ADDRESS, (
+                    f"{host} has no IPv{self.options.family} address, and "
+                    f"-{self.options.family} allows only that" if every else
+                    f"{host} has no address"))
                 finding = self.classifier.failure(Stage.DNS, failure)
                 return SweepReport(
                     host=host, addresses=(), ports=(), user=user, dns_failure=finding,
@@ -186,7 +196,7 @@ class Sweeper:
         opts = self.options
         session = Session(Endpoint(address, port, name), helo=opts.helo, timeout=opts.timeout,
                           deadline=deadline, source_address=opts.source_address,
-                          trust=self.trust, redactor=self.redactor)
+                          trust=self.trust, redactor=self.redactor, proxy=opts.proxy)
         try:
             return await self._port(session, mode)
         finally:
@@ -271,7 +281,8 @@ class Sweeper:
                                   allow_plaintext=self.options.allow_plaintext_auth,
                                   tls_expected=mode is not PortMode.PLAIN,
                                   verify=self.options.verify,
-                                  allow_old_tls=self.options.allow_old_tls) \
+                                  allow_old_tls=self.options.allow_old_tls,
+                                  mechanism=self.options.auth_mech) \
                 if self.credentials is not None else NOT_TRIED
             if outcome.result is AuthResult.FAILED:
                 self._refused_on = session.endpoint.where

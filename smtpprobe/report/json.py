@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from smtpprobe.models import (
     AuthOutcome,
     Capabilities,
     CheckReport,
+    DomainCheck,
+    DomainReport,
     Finding,
     HostReport,
+    Lookup,
     MxResult,
     PortMode,
     PortReport,
@@ -30,10 +34,15 @@ from smtpprobe.models import (
 )
 from smtpprobe.report.words import note_text, reason_text
 
+if TYPE_CHECKING:
+    from smtpprobe.core.selfcheck import SelfCheck
+
 CHECK_SCHEMA = "smtpprobe.check/1"
 EXPLAIN_SCHEMA = "smtpprobe.explain/1"
 SWEEP_SCHEMA = "smtpprobe.sweep/1"
 RELAY_SCHEMA = "smtpprobe.relay/1"
+DOMAIN_SCHEMA = "smtpprobe.domain/1"
+WHOAMI_SCHEMA = "smtpprobe.whoami/1"
 
 
 def finding_dict(finding: Finding, lang: str) -> dict[str, Any]:
@@ -124,12 +133,20 @@ def check_dict(report: CheckReport, lang: str) -> dict[str, Any]:
         "hosts": [host_dict(h, lang) for h in report.hosts],
         "catch_all": report.catch_all,
         "mail_from": report.mail_from,
+        "lookups": [lookup_dict(item, lang) for item in report.lookups],
         "elapsed_ms": round(report.elapsed_ms, 2),
     }
 
 
+def lookup_dict(item: Lookup, lang: str) -> dict[str, Any]:
+    """A lookup that carried out a finding's remedy (docs/json.md, "lookups")."""
+    return {"kind": item.kind, "subject": item.subject, "status": str(item.status),
+            "summary": item.summary.get(lang), "details": dict(item.details)}
+
+
 def explain_dict(finding: Finding, reply: Reply, lang: str, *, recipient: str | None = None,
-                 reporting_host: str | None = None) -> dict[str, Any]:
+                 reporting_host: str | None = None,
+                 lookups: Sequence[Lookup] | None = None) -> dict[str, Any]:
     """explain's document: the finding, the decisive reply, and from a pasted bounce the
     address that bounced and the server that wrote the bounce (null when it names none)."""
     data = finding_dict(finding, lang)
@@ -137,6 +154,8 @@ def explain_dict(finding: Finding, reply: Reply, lang: str, *, recipient: str | 
     data["reply"] = reply_dict(reply)
     data["recipient"] = recipient
     data["reporting_host"] = reporting_host
+    if lookups is not None:  # explain --lookup only: offline explain has no such key
+        data["lookups"] = [lookup_dict(item, lang) for item in lookups]
     return data
 
 
@@ -238,6 +257,42 @@ def relay_dict(report: RelayReport, lang: str) -> dict[str, Any]:
         "address_findings": [finding_dict(f, lang) for f in report.address_findings],
         "notes": [finding_dict(f, lang) for f in report.notes],
         "elapsed_ms": round(report.elapsed_ms, 2),
+    }
+
+
+def selfcheck_dict(check: SelfCheck, findings: Sequence[Finding],
+                   lang: str) -> dict[str, Any]:
+    """`smtpprobe whoami` (docs/json.md, "whoami")."""
+    return {
+        "schema": WHOAMI_SCHEMA,
+        "address": check.address, "note": check.note,
+        "ptr": list(check.ptr), "ptr_problem": check.ptr_problem,
+        "forward_confirmed": check.confirmed is not None, "confirmed_name": check.confirmed,
+        "helo": check.helo, "helo_addresses": list(check.helo_addresses),
+        "helo_matches": check.helo_matches,
+        "blocklists": [{"zone": item.zone, "listed": item.listed, "answer": item.answer,
+                        "reason": item.reason} for item in check.listings],
+        "findings": [finding_dict(f, lang) for f in findings],
+    }
+
+
+def domain_check_dict(check: DomainCheck, lang: str) -> dict[str, Any]:
+    return {
+        "id": check.id,
+        "subject": check.subject,
+        "status": str(check.status),
+        "finding": finding_dict(check.finding, lang) if check.finding else None,
+        "details": dict(check.details),
+    }
+
+
+def domain_dict(report: DomainReport, lang: str) -> dict[str, Any]:
+    """docs/json.md, "domain": the checks in report order and the count of each status."""
+    return {
+        "schema": DOMAIN_SCHEMA,
+        "domain": report.domain,
+        "checks": [domain_check_dict(c, lang) for c in report.checks],
+        "summary": report.counts(),
     }
 
 

@@ -18,6 +18,7 @@ from rich.text import Text
 from smtpprobe.core.wire import shorten
 from smtpprobe.models import Category, Finding, HostReport, Reply, Severity
 from smtpprobe.report.transcript import Direction, plain, transcript_lines
+from smtpprobe.report.words import has_text
 from smtpprobe.report.words import text as t
 
 SEVERITY_STYLE = {
@@ -44,7 +45,7 @@ def finding_panel(finding: Finding, lang: str, *, reply: Reply | None = None,
         retry = t("retry.yes", lang) if finding.retryable else t("retry.no", lang)
         table.add_row(t("retry", lang),
                       Text(retry, style="green" if finding.retryable else "red"))
-    table.add_row(t("stage", lang), str(finding.stage) if finding.stage else t("stage.none", lang))
+    table.add_row(t("stage", lang), stage_label(finding, lang))
     table.add_row(t("cause", lang), escape(finding.cause.get(lang)))
     if not good:
         table.add_row(t("remedy", lang), escape(finding.remedy.get(lang)))
@@ -60,6 +61,14 @@ def finding_panel(finding: Finding, lang: str, *, reply: Reply | None = None,
                                  finding.enhanced_code or "") if x)
     return Panel(Group(head, Text(""), table), title=title or codes or None,
                  title_align="left", border_style=style, expand=False)
+
+
+def stage_label(finding: Finding, lang: str) -> str:
+    """The stage of a finding as an admin names it (German: "RCPT TO (Empfänger)")."""
+    if not finding.stage:
+        return t("stage.none", lang)
+    key = f"stage.{finding.stage}"
+    return t(key, lang) if has_text(key) else str(finding.stage)
 
 
 def finding_title(finding: Finding, lang: str) -> str:

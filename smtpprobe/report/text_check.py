@@ -16,6 +16,7 @@ from smtpprobe.models import (
     CheckReport,
     HostReport,
     InvalidInput,
+    Lookup,
     MxHost,
     Severity,
     Step,
@@ -26,8 +27,10 @@ from smtpprobe.report.text import (
     SEVERITY_STYLE,
     finding_line,
     finding_panel,
+    finding_title,
     transcript,
 )
+from smtpprobe.report.words import has_text
 from smtpprobe.report.words import text as t
 
 
@@ -42,7 +45,10 @@ def _step_line(step: Step, lang: str, *, expected: bool = False) -> list[Rendera
         mark, style, code, said = "·", "dim", "", t("no_reply_awaited", lang)
     elif step.failure is not None:
         mark, style = SEVERITY_MARK[severity], SEVERITY_STYLE[severity]
-        code, said = step.failure.kind.value, step.failure.detail
+        # German names the failure by its finding's title, not by the kind's identifier.
+        code = (finding_title(finding, lang) if lang != "en" and finding is not None
+                else step.failure.kind.value)
+        said = step.failure.detail
     else:
         assert step.reply is not None
         mark, style = SEVERITY_MARK[severity], SEVERITY_STYLE[severity]
@@ -51,7 +57,9 @@ def _step_line(step: Step, lang: str, *, expected: bool = False) -> list[Rendera
         if step.reply.enhanced and said.startswith(step.reply.enhanced):
             said = said[len(step.reply.enhanced):].strip()
     ms = f"{step.elapsed_ms:.1f} ms" if step.reply or step.failure else ""
-    return [Text(mark, style=style), Text(str(step.stage)), Text(code, style=style),
+    stage = f"stage.{step.stage}"
+    return [Text(mark, style=style), Text(t(stage, lang) if has_text(stage) else str(step.stage)),
+            Text(code, style=style),
             Text(ms, style="dim"), Text(shorten(said, 110), style="dim" if severity is
                                        Severity.OK else style)]
 
@@ -128,8 +136,28 @@ def check_view(report: CheckReport, lang: str, *,
         for finding in others:
             parts.append(finding_line(finding, lang))
             parts.append(Text(f"     {finding.remedy.get(lang)}"))
+    parts.extend(lookup_lines(report.lookups, lang))
     parts.append(Text(t("elapsed", lang, ms=f"{report.elapsed_ms:.0f}"), style="dim"))
     return Group(*parts)
+
+
+_LOOKUP_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "unknown": "yellow",
+                 "info": "cyan"}
+
+
+def lookup_lines(lookups: Sequence[Lookup], lang: str) -> list[RenderableType]:
+    """What the lookups of the finding's remedy found (check, explain --lookup): one line each,
+    `blocklist 127.0.0.1 in zen.example: FAIL listed (127.0.0.2): ...`."""
+    if not lookups:
+        return []
+    lines: list[RenderableType] = [Text(t("lookups", lang), style="bold")]
+    for item in lookups:
+        line = Text(f"  {t(f'lookup.{item.kind}', lang)} {item.subject}: ")
+        line.append(t(f"domain.status.{item.status.value}", lang),
+                    style=_LOOKUP_STYLE[item.status.value])
+        line.append(f" {item.summary.get(lang)}")
+        lines.append(line)
+    return lines
 
 
 def list_table(results: Sequence[CheckReport | InvalidInput | str],

@@ -24,15 +24,25 @@ _TEXTS: dict[str, tuple[str, str]] = {
     # key: (English, German)
     # -- every command: labels of a finding, check's verdicts, address statuses, TLS, MX
     "category": ("Category", "Kategorie"),
-    "retry": ("Retry", "Erneut versuchen"),
+    "retry": ("Retry", "Neuer Versuch"),
     "retry.yes": ("yes, a later attempt can succeed", "ja, ein späterer Versuch kann gelingen"),
     "retry.no": ("no, not without a change", "nein, nicht ohne eine Änderung"),
     "cause": ("Cause", "Ursache"),
-    "remedy": ("What to do", "Was tun"),
+    "remedy": ("What to do", "Abhilfe"),
     "server_said": ("Server said", "Antwort des Servers"),
     "detail": ("Details", "Einzelheiten"),
     "stage": ("Stage", "Schritt"),
     "stage.none": ("not given", "nicht angegeben"),
+    # the stage of a finding as German admins name it (English: the stage's own name)
+    "stage.dns": ("dns", "DNS-Abfrage"),
+    "stage.connect": ("connect", "Verbindungsaufbau"),
+    "stage.ehlo": ("ehlo", "EHLO"),
+    "stage.starttls": ("starttls", "STARTTLS"),
+    "stage.auth": ("auth", "AUTH (Anmeldung)"),
+    "stage.mail": ("mail", "MAIL FROM (Absender)"),
+    "stage.rcpt": ("rcpt", "RCPT TO (Empfänger)"),
+    "stage.data": ("data", "DATA (Nachricht)"),
+    "stage.quit": ("quit", "QUIT"),
     "rule": ("Rule", "Regel"),
     "references": ("References", "Quellen"),
     "correction": ("Note", "Hinweis"),
@@ -43,9 +53,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "verdict.rejected": ("REJECTED: mail to this address would not be delivered",
                          "ABGELEHNT: Mail an diese Adresse würde nicht zugestellt"),
     "verdict.deferred": ("DEFERRED: the server said not now, try later",
-                         "ZURÜCKGESTELLT: der Server will es später noch einmal versucht haben"),
+                         "ZURÜCKGESTELLT: der Server nimmt jetzt nicht an, ein späterer Versuch "
+                         "kann gelingen"),
     "verdict.unreachable": ("UNREACHABLE: no mail server could be asked",
-                            "NICHT ERREICHBAR: kein Mailserver konnte gefragt werden"),
+                            "NICHT ERREICHBAR: kein Mailserver war erreichbar"),
     "status": ("Address", "Adresse"),
     "status.exists": ("exists", "existiert"),
     "status.does_not_exist": ("does not exist", "existiert nicht"),
@@ -62,6 +73,12 @@ _TEXTS: dict[str, tuple[str, str]] = {
                     "(RFC 5321 5.1)"),
     "mx.none": ("none", "keine"),
     "findings": ("Findings", "Befunde"),
+    # lookups that carry out a finding's remedy (check, explain --lookup; probe/lookups.py)
+    "lookups": ("Looked up", "Nachgeschlagen"),
+    "lookup.dnsbl": ("blocklist", "Sperrliste"),
+    "lookup.spf": ("SPF", "SPF"),
+    "lookup.dmarc": ("DMARC", "DMARC"),
+    "lookup.ptr": ("reverse DNS", "Reverse-DNS"),
     # -- check with many addresses: the compact table, the summary, the progress bar
     "list.address": ("Address", "Adresse"),
     "list.verdict": ("Verdict", "Ergebnis"),
@@ -73,16 +90,16 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "list.deferred": ("deferred", "zurückgestellt"),
     "list.unreachable": ("unreachable", "nicht erreichbar"),
     "list.invalid": ("invalid input", "ungültige Eingabe"),
-    "list.interrupted": ("not finished", "nicht fertig"),
+    "list.interrupted": ("not finished", "nicht abgeschlossen"),
     "list.more": ("and {n} more", "und {n} weitere"),
     "list.line": ("line {line}", "Zeile {line}"),
     "progress.checking": ("checking {done} of {total} addresses",
                           "prüfe Adressen: {done} von {total}"),
     "progress.waiting": ("waiting on {domain}", "warte auf {domain}"),
     "warn.invisible": ("removed invisible characters from {where}: {chars}",
-                       "unsichtbare Zeichen aus {where} entfernt: {chars}"),
+                       "unsichtbare Zeichen entfernt ({where}): {chars}"),
     "warn.invalid": ("{where}: not checked: {error}", "{where}: nicht geprüft: {error}"),
-    "warn.argument": ("the argument {text}", "dem Argument {text}"),
+    "warn.argument": ("the argument {text}", "Argument {text}"),
     "warn.helo_default": ("this machine's name {name!r} is not fully qualified, and many "
                           "servers refuse such an EHLO: give --helo with a name that "
                           "resolves to the address you probe from",
@@ -110,8 +127,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "explain.recipient": ("Recipient", "Empfänger"),
     "explain.reporting_host": ("Reported by", "Gemeldet von"),
     "explain.paste": ("Paste the reply or bounce, then Ctrl-D:",
-                      "Fügen Sie die Antwort oder den Unzustellbarkeitsbericht ein, dann "
-                      "Strg+D:"),
+                      "Fügen Sie die Antwort oder die Unzustellbarkeitsmeldung ein und drücken "
+                      "Sie dann Strg+D:"),
     "explain.cut": ("note: the input is longer than {limit}; only the first {limit} was read",
                     "Hinweis: Die Eingabe ist länger als {limit}; ausgewertet wurden nur die "
                     "ersten {limit}"),
@@ -175,7 +192,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "rec.user": ("User name", "Benutzername"),
     "rec.why": ("Why", "Warum"),
     "rec.cause": ("Likely cause", "Wahrscheinliche Ursache"),
-    "rec.remedy": ("What to do", "Was tun"),
+    "rec.remedy": ("What to do", "Abhilfe"),
     "mech.PLAIN": ("Normal password (PLAIN)", "Passwort, normal (PLAIN)"),
     "mech.LOGIN": ("Normal password (LOGIN)", "Passwort, normal (LOGIN)"),
     "mech.CRAM-MD5": ("Encrypted password (CRAM-MD5)", "Verschlüsseltes Passwort (CRAM-MD5)"),
@@ -189,8 +206,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
                              "Verbindung an ({mechanisms})."),
     "reason.untested": ("The login itself was not tried: give --user (and a password) to "
                         "test it.",
-                        "Die Anmeldung selbst wurde nicht versucht: mit --user (und Passwort) "
-                        "lässt sie sich testen."),
+                        "Die Anmeldung selbst wurde nicht versucht: Geben Sie zum Testen --user "
+                        "(und ein Passwort) an."),
     "reason.why_tls": ("SSL/TLS encrypts from the first byte; RFC 8314 prefers it for "
                        "sending mail.",
                        "SSL/TLS verschlüsselt ab dem ersten Byte; RFC 8314 zieht es für den "
@@ -211,8 +228,8 @@ _TEXTS: dict[str, tuple[str, str]] = {
                                "probably blocks it. That does not matter for sending: use port "
                                "{chosen}.",
                                "Port 25 hat gar nicht geantwortet (gefiltert): Ihr Netz sperrt "
-                               "ihn vermutlich. Für den Versand ist das egal: Port {chosen} "
-                               "verwenden."),
+                               "ihn vermutlich. Für den Versand spielt das keine Rolle: Verwenden "
+                               "Sie Port {chosen}."),
     "reason.port_filtered": ("Port {port} did not answer (filtered).",
                              "Port {port} hat nicht geantwortet (gefiltert)."),
     "reason.port_refused": ("Port {port} refused the connection.",
@@ -239,9 +256,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
                               "verify: the password was not sent. Trust the server's CA with "
                               "--cafile, or use --no-verify if you know the certificate.",
                               "Port {port} bietet eine Anmeldung an, aber sein Zertifikat "
-                              "ist nicht gültig: Das Passwort wurde nicht gesendet. Die CA "
-                              "des Servers mit --cafile angeben oder --no-verify nutzen, "
-                              "wenn Sie dem Zertifikat trauen."),
+                              "ist nicht gültig: Das Passwort wurde nicht gesendet. Geben Sie "
+                              "die Zertifizierungsstelle (CA) des Servers mit --cafile an, "
+                              "oder verwenden Sie --no-verify, wenn Sie dem Zertifikat "
+                              "vertrauen."),
     "reason.auth_withheld": ("Only port {port} offers a login, and only without encryption: "
                              "the password was not sent.",
                              "Nur Port {port} bietet eine Anmeldung an, und nur "
@@ -329,16 +347,51 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "relay.verdict.temporary": ("TEMPORARY: a check failed for now (4xx or timeout); "
                                 "retry later",
                                 "VORÜBERGEHEND: eine Prüfung scheiterte vorerst (4xx oder "
-                                "Zeitüberschreitung); später wiederholen"),
+                                "Zeitüberschreitung); wiederholen Sie sie später"),
     "relay.title": ("Relay {server}", "Relay {server}"),
     "relay.failures": ("What went wrong", "Was schiefging"),
+    # -- domain (report/text_domain.py): its columns, statuses and check names
+    "domain.title": ("Mail domain {domain}", "Maildomain {domain}"),
+    "domain.col.check": ("check", "Prüfung"),
+    "domain.col.subject": ("subject", "Gegenstand"),
+    "domain.col.status": ("status", "Status"),
+    "domain.col.summary": ("result", "Ergebnis"),
+    "domain.status.ok": ("ok", "in Ordnung"),
+    "domain.status.warn": ("WARN", "WARNUNG"),
+    "domain.status.fail": ("FAIL", "FEHLER"),
+    "domain.status.info": ("info", "Hinweis"),
+    "domain.status.unknown": ("unknown", "unbekannt"),
+    "domain.check.mx": ("MX records", "MX-Einträge"),
+    "domain.check.mx_address": ("MX address", "MX-Adresse"),
+    "domain.check.ipv6": ("IPv6", "IPv6"),
+    "domain.check.ptr": ("reverse DNS", "Reverse-DNS"),
+    "domain.check.fcrdns": ("forward-confirmed rDNS", "bestätigtes Reverse-DNS"),
+    "domain.check.banner_name": ("greeting name", "Begrüßungsname"),
+    "domain.check.starttls": ("STARTTLS", "STARTTLS"),
+    "domain.check.tls_version": ("TLS versions", "TLS-Versionen"),
+    "domain.check.certificate": ("certificate", "Zertifikat"),
+    "domain.check.postmaster": ("postmaster", "postmaster"),
+    "domain.check.open_relay": ("open relay", "offenes Relay"),
+    "domain.check.spf": ("SPF", "SPF"),
+    "domain.check.dmarc": ("DMARC", "DMARC"),
+    "domain.check.dkim": ("DKIM", "DKIM"),
+    "domain.check.dnsbl": ("blocklists", "Sperrlisten"),
+    "domain.check.mta_sts": ("MTA-STS", "MTA-STS"),
+    "domain.check.tls_rpt": ("TLS-RPT", "TLS-RPT"),
+    "domain.check.dane": ("DANE", "DANE"),
+    # Labels before the numbers: no "1 notes", no "1 Warnungen".
+    "domain.counts": ("ok: {ok}, warnings: {warn}, failed: {fail}, notes: {info}, "
+                      "unknown: {unknown} ({seconds:.2f} s)",
+                      "in Ordnung: {ok}, Warnungen: {warn}, Fehler: {fail}, Hinweise: {info}, "
+                      "unbekannt: {unknown} ({seconds:.2f} s)"),
+    "domain.findings": ("What to fix", "Was zu tun ist"),
     "note.skip_after": ("skipped: the {check} check did not pass",
-                        "übersprungen: die Prüfung {check} ist nicht bestanden"),
+                        "die Prüfung „{check}“ wurde nicht bestanden"),
     "note.tls_optional": ("STARTTLS not offered; not required on this port (--tls starttls "
                           "requires it)",
                           "STARTTLS nicht angeboten; auf diesem Port nicht verlangt "
                           "(--tls starttls verlangt es)"),
-    "note.tls_none": ("skipped: --tls none", "übersprungen: --tls none"),
+    "note.tls_none": ("skipped: --tls none", "--tls none angegeben"),
     "note.tls_with": ("{version}, {cipher}", "{version}, {cipher}"),
     "note.cert_names": ("the certificate names {names}, not {name}",
                         "das Zertifikat nennt {names}, nicht {name}"),
@@ -364,13 +417,51 @@ _TEXTS: dict[str, tuple[str, str]] = {
                                  "keine vertrauenswürdigen Stammzertifikate geladen"),
     "note.cert_none": ("the server sent no certificate",
                        "der Server hat kein Zertifikat gesendet"),
-    "note.no_user": ("skipped: no --user given", "übersprungen: kein --user angegeben"),
+    "note.no_user": ("skipped: no --user given", "kein --user angegeben"),
     "note.auth_with": ("logged in with {mechanism}", "angemeldet mit {mechanism}"),
-    "note.no_from": ("skipped: no --from given", "übersprungen: kein --from angegeben"),
+    "note.no_from": ("skipped: no --from given", "kein --from angegeben"),
     "note.queued": ("queued as {queue_id}, {message_id}",
                     "eingereiht als {queue_id}, {message_id}"),
     "note.open_relay_unknown": ("the open-relay check could not finish",
-                                "die Prüfung auf offenes Relay konnte nicht abschließen"),
+                                "die Prüfung auf offenes Relay ließ sich nicht abschließen"),
+    # -- --nagios: the summary of the plugin's status line (report/nagios.py)
+    "nagios.check.accepted": ("{address} accepted by {host} in {seconds}s",
+                              "{address} von {host} angenommen in {seconds} s"),
+    "nagios.check.rejected": ("{address} rejected by {host}",
+                              "{address} von {host} abgelehnt"),
+    "nagios.check.deferred": ("{address} deferred by {host}",
+                              "{address} von {host} zurückgestellt"),
+    "nagios.check.unreachable": ("{address}: no mail server of {host} could be asked",
+                                 "{address}: kein Mailserver von {host} war erreichbar"),
+    "nagios.relay.pass": ("relay {server} passed {passed} checks in {seconds}s",
+                          "Relay {server} hat {passed} Prüfungen in {seconds} s bestanden"),
+    "nagios.relay.fail": ("relay {server}: {check} failed: {what}",
+                          "Relay {server}: Prüfung {check} gescheitert: {what}"),
+    "nagios.sweep.ok": ("{host}: port {port} ({mode}) works, {seconds}s",
+                        "{host}: Port {port} ({mode}) funktioniert, {seconds} s"),
+    "nagios.sweep.none": ("{host}: no port works for sending",
+                          "{host}: kein Port funktioniert für die Einlieferung"),
+    "nagios.port": ("port {port} ({mode}): {state}", "Port {port} ({mode}): {state}"),
+    "nagios.port_open": ("open", "offen"),
+    "nagios.login": ("login: {result}", "Anmeldung: {result}"),
+    "nagios.domain": ("{domain}: {checks} checks, {counts}",
+                      "{domain}: {checks} Prüfungen, {counts}"),
+    "nagios.slow": ("response time {seconds}s outside the threshold",
+                    "Antwortzeit {seconds} s außerhalb des Schwellwerts"),
+    "nagios.cert_days": ("certificate expires in {days} days",
+                         "Zertifikat läuft in {days} Tagen ab"),
+    # -- whoami: the self-check of the probing host
+    "whoami.address": ("Source address", "Absenderadresse"),
+    "whoami.ptr": ("Reverse DNS (PTR)", "Reverse-DNS (PTR)"),
+    "whoami.confirmed": ("confirmed: {name} points back", "bestätigt: {name} zeigt zurück"),
+    "whoami.unconfirmed": ("not confirmed", "nicht bestätigt"),
+    "whoami.helo": ("EHLO name", "EHLO-Name"),
+    "whoami.resolves": ("resolves to {addresses}", "löst auf zu {addresses}"),
+    "whoami.lists": ("Blocklists", "Sperrlisten"),
+    "whoami.listed": ("listed", "gelistet"),
+    "whoami.not_listed": ("not listed", "nicht gelistet"),
+    "whoami.unknown": ("could not be asked", "nicht abfragbar"),
+    "whoami.none": ("none", "keine"),
 }
 
 
@@ -391,7 +482,11 @@ def reason_text(reason: Reason, lang: str) -> str:
 
 def note_text(note: Reason, lang: str) -> str:
     """A note of a relay check (`note.<key>`), its values filled in."""
-    return text(f"note.{note.key}", lang, **dict(note.values))
+    values = dict(note.values)
+    check = values.get("check")
+    if isinstance(check, str) and has_text(f"relay.check.{check}"):  # skip_after names a check
+        values["check"] = text(f"relay.check.{check}", lang)
+    return text(f"note.{note.key}", lang, **values)
 
 
 def mechanism_label(mechanism: str | None, lang: str) -> str:

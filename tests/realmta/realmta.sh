@@ -260,7 +260,7 @@ dns_answer() {
 }
 
 # Each check prints one status line and returns 0 when the listener is as documented.
-LISTENERS=(dns mx1 submission submissions dead grey policy block)
+LISTENERS=(dns mx1 submission submissions dead grey policy block mx1v6 dual utf8)
 
 check_one() {
     local line
@@ -273,15 +273,18 @@ check_one() {
                 printf '%-12s %-17s DOWN  no answer for MX accept.test\n' dns "$DNS_ADDR:53"
                 return 1
             fi ;;
-        mx1 | submission | grey | block)
+        mx1 | submission | grey | block | mx1v6 | dual | utf8)
             local addr
             case $1 in
                 mx1) addr=127.0.0.11:25 ;;
                 submission) addr=127.0.0.11:587 ;;
                 grey) addr=127.0.0.13:25 ;;
                 block) addr=127.0.0.14:25 ;;
+                mx1v6) addr=::1:25 ;;  # issue 15: IPv6, SMTPUTF8
+                dual) addr=127.0.0.16:25 ;;
+                utf8) addr=127.0.0.15:25 ;;
             esac
-            line=$(smtp_banner "${addr%:*}" "${addr#*:}" || true)
+            line=$(smtp_banner "${addr%:*}" "${addr##*:}" || true)
             if [[ "$line" == 220* ]]; then
                 printf '%-12s %-17s up    %s\n' "$1" "$addr" "$line"
             else
