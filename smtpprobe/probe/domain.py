@@ -170,8 +170,18 @@ class DomainContext:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
 
     def budget(self) -> float:
-        """The time one DNS query may take now."""
-        return min(self.timeout, self.left())
+        """The time one DNS query or HTTPS fetch may take now (a floor of 50 ms)."""
+        return max(0.05, min(self.timeout, self.left()))
+
+    async def lookup(self, name: str, rdtype: str, *,
+                     dnssec: bool = False) -> dns.Records | Failure:
+        """One DNS question within what is left of the run; a deadline failure when nothing
+        is (every check, here and in domain_policy, asks through this)."""
+        if self.left() <= 0.05:
+            return Failure(FailureKind.DEADLINE, f"{name} {rdtype}: the overall deadline ran "
+                           "out before the lookup")
+        return await dns.lookup(name, rdtype, nameservers=self.nameservers,
+                                timeout=self.budget(), dnssec=dnssec)
 
     def session(self, host: str, address: str, *,
                 tls_context: ssl.SSLContext | None = None) -> Session:
@@ -209,14 +219,6 @@ def _said(step: Step) -> str:
 # -- the survey -------------------------------------------------------------------------------
 
 
-async def _lookup(ctx: DomainContext, name: str, rdtype: str) -> dns.Records | Failure:
-    budget = ctx.budget()
-    if budget <= 0.05:
-        return Failure(FailureKind.DEADLINE, f"{name} {rdtype}: the overall deadline ran out "
-                       "before the lookup")
-    return await dns.lookup(name, rdtype, nameservers=ctx.nameservers, timeout=budget)
-
-
 def _parse_mx(text: str) -> MxRecord | None:
     pref, _, target = text.strip().partition(" ")
     try:
@@ -231,7 +233,7 @@ async def _host_facts(ctx: DomainContext, name: str, preference: int, *,
                       implicit: bool = False) -> HostFacts:
     if is_ip(name.strip("[]")):
         return HostFacts(name, preference, ip_literal=True)
-    aaaa, a = await asyncio.gather(_lookup(ctx, name, "AAAA"), _lookup(ctx, name, "A"))
+    aaaa, a = await asyncio.gather(ctx.lookup(name, "AAAA"), ctx.lookup(name, "A"))
     v6: tuple[str, ...] = ()
     v4: tuple[str, ...] = ()
     cname: str | None = None
@@ -254,14 +256,14 @@ async def _host_facts(ctx: DomainContext, name: str, preference: int, *,
 
 
 async def _forward(ctx: DomainContext, name: str, family: int) -> tuple[str, ...] | Failure:
-    answer = await _lookup(ctx, name, "AAAA" if family == 6 else "A")
+    answer = await ctx.lookup(name, "AAAA" if family == 6 else "A")
     if isinstance(answer, Failure):
         return answer
     return tuple(str(ipaddress.ip_address(r)) for r in answer.records if is_ip(r))
 
 
 async def _visit(ctx: DomainContext, host: str, address: str) -> Visit:
-    ptr_task = asyncio.ensure_future(_lookup(ctx, address, "PTR"))
+    ptr_task = asyncio.ensure_future(ctx.lookup(address, "PTR"))
     conversation = asyncio.ensure_future(_converse(ctx, host, address))
     try:
         ptr = await ptr_task
@@ -310,7 +312,7 @@ async def _converse(ctx: DomainContext, host: str, address: str) -> Visit:
 async def survey(ctx: DomainContext) -> Survey:
     """The MX records, the hosts' addresses, and one visit per address (ADDRESS_LIMIT)."""
     domain = ctx.ascii_domain
-    mx = await _lookup(ctx, domain, "MX")
+    mx = await ctx.lookup(domain, "MX")
     if isinstance(mx, Failure) or not mx.exists:
         return Survey(mx)
     records = tuple(r for r in (_parse_mx(text) for text in mx.records) if r is not None)

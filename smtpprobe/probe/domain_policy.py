@@ -71,22 +71,6 @@ def _text(en: str, de: str) -> LocalText:
     return LocalText(en, de)
 
 
-def _left(ctx: DomainContext) -> float:
-    return ctx.deadline - asyncio.get_running_loop().time()
-
-
-def _budget(ctx: DomainContext) -> float:
-    return max(0.05, min(ctx.timeout, _left(ctx)))
-
-
-async def _lookup(ctx: DomainContext, name: str, rdtype: str, *,
-                  dnssec: bool = False) -> dns.Records | Failure:
-    if _left(ctx) <= 0:
-        return Failure(FailureKind.DEADLINE, f"{name} {rdtype}: the run's deadline has passed")
-    return await dns.lookup(name, rdtype, nameservers=ctx.nameservers, timeout=_budget(ctx),
-                            dnssec=dnssec)
-
-
 def _observed(ctx: DomainContext, check_id: str, subject: str, status: HealthStatus,
               summary: LocalText, kind: FailureKind, detail: str,
               details: Mapping[str, object] | None = None) -> DomainCheck:
@@ -111,9 +95,40 @@ def _unknown(ctx: DomainContext, check_id: str, subject: str, failure: Failure,
 def _starting(records: Iterable[str], prefix: str) -> list[str]:
     """The records that begin with `prefix` as a whole word (`v=spf1`, not `v=spf10`)."""
     low = prefix.lower()
-    return [r for r in records
-            if r.lower() == low or r.lower().startswith(low + " ") or r.lower().startswith(
-                low + ";")]
+    out = []
+    for record in records:
+        text = record.strip().lower()
+        if text == low or text.startswith((low + " ", low + ";")):
+            out.append(record.strip())
+    return out
+
+
+async def _tagged_record(ctx: DomainContext, check_id: str, name: str, tag: str, *,
+                         unreadable: LocalText,
+                         missing: tuple[HealthStatus, LocalText, FailureKind],
+                         several: tuple[HealthStatus, LocalText, FailureKind]
+                         ) -> str | list[DomainCheck]:
+    """The one TXT record at `name` that begins with `tag`, or the check's answer when the
+    lookup fails, there is none, or there are several (each standard says a receiver then
+    acts as if there were none: RFC 7208 4.5, RFC 7489 6.6.3, RFC 8461 3.1, RFC 8460 3).
+    `several`'s summary may say `{n}`."""
+    domain = ctx.ascii_domain
+    answer = await ctx.lookup(name, "TXT")
+    if isinstance(answer, Failure):
+        return [_unknown(ctx, check_id, domain, answer, unreadable)]
+    found = _starting(answer.records, tag)
+    if not found:
+        status, summary, kind = missing
+        return [_observed(ctx, check_id, domain, status, summary, kind,
+                          f"{name} has no TXT record beginning with {tag}")]
+    if len(found) > 1:
+        status, summary, kind = several
+        count = len(found)
+        return [_observed(ctx, check_id, domain, status,
+                          _text(summary.en.format(n=count), summary.de.format(n=count)), kind,
+                          f"{name} has {count} {tag} records: " + " | ".join(found),
+                          {"records": found})]
+    return found[0]
 
 
 async def _mx_hosts(ctx: DomainContext) -> Sequence[MxHost] | Failure:
@@ -121,7 +136,7 @@ async def _mx_hosts(ctx: DomainContext) -> Sequence[MxHost] | Failure:
     found = ctx.mx
     if found is None:
         found = await dns.resolve_mx(ctx.ascii_domain, nameservers=ctx.nameservers,
-                                     timeout=_budget(ctx), allow_private=ctx.allow_private)
+                                     timeout=ctx.budget(), allow_private=ctx.allow_private)
     if found.failure is not None and not found.hosts:
         return found.failure
     return found.hosts
@@ -202,7 +217,7 @@ async def spf_evaluate(ctx: DomainContext, address: str, *, domain: str | None =
     def resolve(name: str, qtype: str) -> list[object]:
         if loop.time() >= ctx.deadline:
             raise pyspf.TempError("the run's deadline has passed")
-        future = asyncio.run_coroutine_threadsafe(_lookup(ctx, name, qtype), loop)
+        future = asyncio.run_coroutine_threadsafe(ctx.lookup(name, qtype), loop)
         try:
             answer = future.result(timeout=ctx.timeout + 1.0)
         except TimeoutError:
@@ -253,24 +268,16 @@ async def check_spf(ctx: DomainContext) -> list[DomainCheck]:
     """One record, its syntax, the 10 DNS-lookup and 2 void-lookup limits, +all/?all, and
     whether the MX addresses and --ip pass (RFC 7208)."""
     domain = ctx.ascii_domain
-    what = _text("SPF record not readable", "SPF-Eintrag nicht lesbar")
-    answer = await _lookup(ctx, domain, "TXT")
-    if isinstance(answer, Failure):
-        return [_unknown(ctx, "spf", domain, answer, what)]
-    found = _starting(answer.records, "v=spf1")
-    if not found:
-        return [_observed(ctx, "spf", domain, _WARN,
-                          _text("no SPF record", "kein SPF-Eintrag"),
-                          FailureKind.DOMAIN_SPF_MISSING,
-                          f"{domain} has no TXT record beginning with v=spf1")]
-    if len(found) > 1:
-        return [_observed(ctx, "spf", domain, _FAIL,
-                          _text(f"{len(found)} SPF records (one allowed)",
-                                f"{len(found)} SPF-Einträge (einer erlaubt)"),
-                          FailureKind.DOMAIN_SPF_MULTIPLE,
-                          f"{domain} has {len(found)} v=spf1 records: "
-                          + " | ".join(found), {"records": found})]
-    record = found[0]
+    found = await _tagged_record(
+        ctx, "spf", domain, "v=spf1",
+        unreadable=_text("SPF record not readable", "SPF-Eintrag nicht lesbar"),
+        missing=(_WARN, _text("no SPF record", "kein SPF-Eintrag"),
+                 FailureKind.DOMAIN_SPF_MISSING),
+        several=(_FAIL, _text("{n} SPF records (one allowed)", "{n} SPF-Einträge (einer erlaubt)"),
+                 FailureKind.DOMAIN_SPF_MULTIPLE))
+    if not isinstance(found, str):
+        return found
+    record = found
     details: dict[str, object] = {"record": record}
     checks: list[DomainCheck] = []
     result, explanation, _ = await spf_evaluate(ctx, _PROBE_ADDRESS)
@@ -354,25 +361,19 @@ _STRENGTH = {"none": 0, "quarantine": 1, "reject": 2}
 async def check_dmarc(ctx: DomainContext) -> list[DomainCheck]:
     """The `_dmarc` record: present, valid, policy strength, pct, rua/ruf, sp, adkim/aspf."""
     domain = ctx.ascii_domain
+    # RFC 7489 6.6.3: records that do not start with "v=DMARC1" are discarded.
     name = f"_dmarc.{domain}"
-    answer = await _lookup(ctx, name, "TXT")
-    if isinstance(answer, Failure):
-        return [_unknown(ctx, "dmarc", domain, answer,
-                         _text("DMARC record not readable", "DMARC-Eintrag nicht lesbar"))]
-    # RFC 7489 6.6.3: records that do not start with "v=" are discarded.
-    found = [r for r in answer.records if r.strip().lower().startswith("v=dmarc1")]
-    if not found:
-        return [_observed(ctx, "dmarc", domain, _WARN,
-                          _text("no DMARC record", "kein DMARC-Eintrag"),
-                          FailureKind.DOMAIN_DMARC_MISSING, f"{name} has no v=DMARC1 record")]
-    if len(found) > 1:
-        # RFC 7489 6.6.3: more than one record and DMARC processing does not apply.
-        return [_observed(ctx, "dmarc", domain, _FAIL,
-                          _text(f"{len(found)} DMARC records: receivers ignore them all",
-                                f"{len(found)} DMARC-Einträge: Empfänger übergehen alle"),
-                          FailureKind.DOMAIN_DMARC_INVALID,
-                          f"{name} has {len(found)} records: " + " | ".join(found))]
-    record = found[0]
+    found = await _tagged_record(
+        ctx, "dmarc", name, "v=DMARC1",
+        unreadable=_text("DMARC record not readable", "DMARC-Eintrag nicht lesbar"),
+        missing=(_WARN, _text("no DMARC record", "kein DMARC-Eintrag"),
+                 FailureKind.DOMAIN_DMARC_MISSING),
+        several=(_FAIL, _text("{n} DMARC records: receivers ignore them all",
+                              "{n} DMARC-Einträge: Empfänger übergehen alle"),
+                 FailureKind.DOMAIN_DMARC_INVALID))
+    if not isinstance(found, str):
+        return found
+    record = found
     parsed = rec.parse_dmarc(record)
     details: dict[str, object] = {
         "record": record, "p": parsed.policy, "sp": parsed.subdomain_policy,
@@ -446,7 +447,7 @@ async def check_dkim(ctx: DomainContext) -> list[DomainCheck]:
 
 async def _dkim_selector(ctx: DomainContext, selector: str) -> DomainCheck:
     name = f"{selector}._domainkey.{ctx.ascii_domain}"
-    answer = await _lookup(ctx, name, "TXT")
+    answer = await ctx.lookup(name, "TXT")
     if isinstance(answer, Failure):
         return _unknown(ctx, "dkim", name, answer,
                         _text("DKIM key not readable", "DKIM-Schlüssel nicht lesbar"))
@@ -527,7 +528,7 @@ async def dnsbl_lookup(ctx: DomainContext, address: str, zone: str) -> dict[str,
     """One address in one zone: {"zone", "state": listed | clear | refused | invalid | error,
     "codes", "reason"}. Also used by `check`'s lookups (probe/check.py)."""
     name = rec.dnsbl_name(address, zone)
-    answer = await _lookup(ctx, name, "A")
+    answer = await ctx.lookup(name, "A")
     if isinstance(answer, Failure):
         return {"zone": zone, "state": "error", "codes": [], "reason": answer.detail}
     if not answer.exists or not answer.records:
@@ -535,7 +536,7 @@ async def dnsbl_lookup(ctx: DomainContext, address: str, zone: str) -> dict[str,
     meaning = rec.classify_dnsbl(answer.records)
     reason = meaning.why
     if meaning.state == "listed":
-        txt = await _lookup(ctx, name, "TXT")
+        txt = await ctx.lookup(name, "TXT")
         reason = " ".join(txt.records) if isinstance(txt, dns.Records) else ""
     return {"zone": zone, "state": meaning.state, "codes": list(meaning.codes),
             "reason": reason}
@@ -579,32 +580,25 @@ async def check_mta_sts(ctx: DomainContext) -> list[DomainCheck]:
     every MX host matches an `mx` pattern (RFC 8461 3 and 4.1)."""
     domain = ctx.ascii_domain
     name = f"_mta-sts.{domain}"
-    answer = await _lookup(ctx, name, "TXT")
-    if isinstance(answer, Failure):
-        return [_unknown(ctx, "mta_sts", domain, answer,
-                         _text("MTA-STS record not readable", "MTA-STS-Eintrag nicht lesbar"))]
-    found = _starting(answer.records, "v=STSv1")
-    if not found:
-        return [_observed(ctx, "mta_sts", domain, _INFO,
-                          _text("no MTA-STS", "kein MTA-STS"),
-                          FailureKind.DOMAIN_MTA_STS_MISSING, f"{name} has no v=STSv1 record")]
-    if len(found) > 1:
-        # RFC 8461 3.1: several records and the sender assumes there is no policy.
-        return [_observed(ctx, "mta_sts", domain, _FAIL,
-                          _text(f"{len(found)} MTA-STS records: senders ignore them",
-                                f"{len(found)} MTA-STS-Einträge: Absender übergehen sie"),
-                          FailureKind.DOMAIN_MTA_STS_INVALID,
-                          f"{name} has {len(found)} records: " + " | ".join(found))]
-    txt = rec.parse_mta_sts_record(found[0])
+    found = await _tagged_record(
+        ctx, "mta_sts", name, "v=STSv1",
+        unreadable=_text("MTA-STS record not readable", "MTA-STS-Eintrag nicht lesbar"),
+        missing=(_INFO, _text("no MTA-STS", "kein MTA-STS"), FailureKind.DOMAIN_MTA_STS_MISSING),
+        several=(_FAIL, _text("{n} MTA-STS records: senders ignore them",
+                              "{n} MTA-STS-Einträge: Absender übergehen sie"),
+                 FailureKind.DOMAIN_MTA_STS_INVALID))
+    if not isinstance(found, str):
+        return found
+    txt = rec.parse_mta_sts_record(found)
     if txt.errors:
         return [_observed(ctx, "mta_sts", domain, _FAIL,
                           _text(f"MTA-STS record invalid: {txt.errors[0]}",
                                 "MTA-STS-Eintrag ungültig (Einzelheiten unten)"),
                           FailureKind.DOMAIN_MTA_STS_INVALID,
-                          f"{name} '{found[0]}': " + "; ".join(txt.errors),
-                          {"record": found[0]})]
+                          f"{name} '{found}': " + "; ".join(txt.errors),
+                          {"record": found})]
     fetched = await _fetch_policy(ctx)
-    details: dict[str, object] = {"record": found[0], "id": txt.id,
+    details: dict[str, object] = {"record": found, "id": txt.id,
                                   "url": f"https://mta-sts.{domain}{_MTA_STS_PATH}"}
     if isinstance(fetched, Failure):
         details["error"] = fetched.detail
@@ -659,13 +653,13 @@ async def _fetch_policy(ctx: DomainContext) -> bytes | Failure:
     from smtpprobe.net import https
 
     host = f"mta-sts.{ctx.ascii_domain}"
-    found = await dns.resolve_host(host, nameservers=ctx.nameservers, timeout=_budget(ctx),
+    found = await dns.resolve_host(host, nameservers=ctx.nameservers, timeout=ctx.budget(),
                                    allow_private=ctx.allow_private)
     if found.failure is not None or not found.addresses:
         failure = found.failure or Failure(FailureKind.DNS_NO_ADDRESS, f"{host}: no address")
         return Failure(failure.kind, f"{host} has no usable address: {failure.detail}")
     response = await https.get(host, _MTA_STS_PATH, address=found.addresses[0],
-                               roots=ctx.trust.roots, timeout=_budget(ctx))
+                               roots=ctx.trust.roots, timeout=ctx.budget())
     if isinstance(response, Failure):
         return response
     url = f"https://{host}{_MTA_STS_PATH}"
@@ -691,31 +685,25 @@ async def check_tls_rpt(ctx: DomainContext) -> list[DomainCheck]:
     """The `_smtp._tls` TXT record: syntax and rua (RFC 8460 3)."""
     domain = ctx.ascii_domain
     name = f"_smtp._tls.{domain}"
-    answer = await _lookup(ctx, name, "TXT")
-    if isinstance(answer, Failure):
-        return [_unknown(ctx, "tls_rpt", domain, answer,
-                         _text("TLS-RPT record not readable", "TLS-RPT-Eintrag nicht lesbar"))]
-    found = _starting(answer.records, "v=TLSRPTv1")
-    if not found:
-        return [_observed(ctx, "tls_rpt", domain, _INFO,
-                          _text("no TLS reporting (TLS-RPT)", "keine TLS-Berichte (TLS-RPT)"),
-                          FailureKind.DOMAIN_TLS_RPT_MISSING,
-                          f"{name} has no v=TLSRPTv1 record")]
-    if len(found) > 1:
-        return [_observed(ctx, "tls_rpt", domain, _WARN,
-                          _text(f"{len(found)} TLS-RPT records: senders ignore them",
-                                f"{len(found)} TLS-RPT-Einträge: Absender übergehen sie"),
-                          FailureKind.DOMAIN_TLS_RPT_INVALID,
-                          f"{name} has {len(found)} records (RFC 8460 3: one)")]
-    parsed = rec.parse_tls_rpt(found[0])
-    details: dict[str, object] = {"record": found[0], "rua": list(parsed.rua),
+    found = await _tagged_record(
+        ctx, "tls_rpt", name, "v=TLSRPTv1",
+        unreadable=_text("TLS-RPT record not readable", "TLS-RPT-Eintrag nicht lesbar"),
+        missing=(_INFO, _text("no TLS reporting (TLS-RPT)", "keine TLS-Berichte (TLS-RPT)"),
+                 FailureKind.DOMAIN_TLS_RPT_MISSING),
+        several=(_WARN, _text("{n} TLS-RPT records: senders ignore them",
+                              "{n} TLS-RPT-Einträge: Absender übergehen sie"),
+                 FailureKind.DOMAIN_TLS_RPT_INVALID))
+    if not isinstance(found, str):
+        return found
+    parsed = rec.parse_tls_rpt(found)
+    details: dict[str, object] = {"record": found, "rua": list(parsed.rua),
                                   "errors": list(parsed.errors)}
     if parsed.errors:
         return [_observed(ctx, "tls_rpt", domain, _WARN,
                           _text(f"TLS-RPT record invalid: {parsed.errors[0]}",
                                 "TLS-RPT-Eintrag ungültig (Einzelheiten unten)"),
                           FailureKind.DOMAIN_TLS_RPT_INVALID,
-                          f"{name} '{found[0]}': " + "; ".join(parsed.errors), details)]
+                          f"{name} '{found}': " + "; ".join(parsed.errors), details)]
     shown = ", ".join(parsed.rua)
     return [_fine("tls_rpt", domain, _text(f"TLS reports go to {shown}",
                                            f"TLS-Berichte gehen an {shown}"), details)]
@@ -747,7 +735,7 @@ def _tlsa_of(rdata: Sequence[object]) -> list[rec.Tlsa]:
 
 async def _dane_host(ctx: DomainContext, host: str) -> DomainCheck:
     name = f"_25._tcp.{host}"
-    answer = await _lookup(ctx, name, "TLSA", dnssec=True)
+    answer = await ctx.lookup(name, "TLSA", dnssec=True)
     if isinstance(answer, Failure):
         # A validating resolver answers SERVFAIL when the signatures do not verify (bogus).
         return _unknown(ctx, "dane", host, answer,
